@@ -1,0 +1,58 @@
+# EdgeSite developer entry points. `make sandbox` and `make test` are the two commands of the README.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(abspath $(VENV)/bin)
+export PATH := $(BIN):$(PATH)
+export CONTAINERS_CONF := $(abspath tools/containers.conf)
+export ANSIBLE_CONFIG := $(abspath ansible.cfg)
+SANDBOX_INVENTORY := inventories/sandbox/hosts.yml
+PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
+
+.PHONY: help venv hostdeps image sandbox sandbox-down test lint unit molecule clean
+
+help:
+	@echo "make sandbox      create the local podman site and run site.yml against it"
+	@echo "make test         lint + unit/integration tests + molecule scenarios (what CI runs)"
+	@echo "make sandbox-down remove the sandbox hosts"
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+hostdeps:
+	python3 tools/testhosts.py deps
+
+image: hostdeps
+	python3 tools/testhosts.py image
+
+sandbox: venv image
+	python3 tools/testhosts.py up --name sandbox --masters 3 --workers 2 --inventory $(SANDBOX_INVENTORY)
+	$(BIN)/ansible-playbook -i $(SANDBOX_INVENTORY) site.yml
+
+sandbox-down:
+	python3 tools/testhosts.py down --name sandbox
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/ansible-lint --profile production
+	for pb in $(PLAYBOOKS); do $(BIN)/ansible-playbook -i inventories/example --syntax-check $$pb || exit 1; done
+
+unit: venv
+	$(BIN)/pytest -q
+
+molecule: venv image
+	set -e; for s in molecule/*/molecule.yml; do \
+	  name=$$(basename $$(dirname $$s)); \
+	  EDGESITE_BASE_IMAGE=$$(python3 tools/testhosts.py image 2>/dev/null) $(BIN)/molecule test -s $$name; \
+	done
+
+test: lint unit molecule
+
+clean:
+	rm -rf .cache
