@@ -1,0 +1,46 @@
+"""kube-proxy-lite: Services and EndpointSlices to nftables or iptables rules.
+
+The agent calls `build_proxy` with the "proxy" object of its configuration and feeds the
+returned object with informer events (see edgesite_agent.events).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from edgesite_agent.proxy.config import ProxySettings, parse_settings
+
+
+class DisabledProxy:
+    """What `build_proxy` returns when `enabled` is false: accepts events, programs nothing."""
+
+    def on_event(self, kind: str, event_type: Any, obj: dict[str, Any]) -> None:
+        return None
+
+    def on_synced(self, kind: str) -> None:
+        return None
+
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+    def ready(self) -> bool:
+        return True
+
+
+def build_proxy(settings: dict[str, Any] | None, node_name: str, log: logging.Logger) -> Any:
+    """Validate `settings` (ValueError naming the key) and build the proxy; call start()."""
+    parsed = parse_settings(settings)
+    if not node_name:
+        raise ValueError("proxy: the node name is empty (needed to find local endpoints)")
+    if not parsed.enabled:
+        return DisabledProxy()
+    from edgesite_agent.proxy.proxy import Proxy
+
+    return Proxy(parsed, node_name, log)
+
+
+__all__ = ["ProxySettings", "build_proxy", "parse_settings"]

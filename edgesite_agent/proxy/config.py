@@ -1,0 +1,118 @@
+"""The "proxy" section of the agent configuration: keys, defaults and validation."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+BACKENDS = ("auto", "nftables", "iptables")
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    enabled: bool = True
+    backend: str = "auto"
+    # kube-proxy's minSyncPeriod: bursts of events within this window become one apply.
+    min_sync_interval: float = 1.0
+    # A full (non-incremental) apply at least this often repairs rules edited behind our back.
+    full_resync_interval: float = 3600.0
+    # Upper bound of the retry backoff after a failed apply.
+    retry_backoff_max: float = 30.0
+    # Traffic to a ClusterIP from outside these ranges is masqueraded so replies come back here.
+    cluster_cidrs: tuple[str, ...] = ()
+    masquerade_all: bool = False
+    masquerade_mark: int = 0x4000
+    # Empty: NodePorts answer on every local address (except loopback).
+    nodeport_addresses: tuple[str, ...] = ()
+    # Keep this node's own endpoints in service while the masters mark the node unreachable.
+    keep_local_endpoints_when_disconnected: bool = False
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"proxy.{key}: must be true or false, got {value!r}")
+    return value
+
+
+def _seconds(key: str, value: Any, minimum: float, allow_equal: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"proxy.{key}: must be a number of seconds, got {value!r}")
+    if value < minimum or (value == minimum and not allow_equal):
+        relation = ">=" if allow_equal else ">"
+        raise ValueError(f"proxy.{key}: must be {relation} {minimum}, got {value!r}")
+    return float(value)
+
+
+def _cidrs(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"proxy.{key}: must be a list of IPv4 CIDRs, got {value!r}")
+    out = []
+    for item in value:
+        try:
+            net = ipaddress.ip_network(item, strict=False) if isinstance(item, str) else None
+        except ValueError:
+            net = None
+        if net is None or net.version != 4:
+            raise ValueError(f"proxy.{key}: {item!r} is not an IPv4 CIDR (like 10.42.0.0/16)")
+        out.append(str(net))
+    return tuple(out)
+
+
+def parse_settings(raw: Any) -> ProxySettings:
+    """Validate the "proxy" object; a ValueError names the offending key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"proxy: must be an object, got {type(raw).__name__}")
+    known = {
+        "enabled",
+        "backend",
+        "min_sync_interval",
+        "full_resync_interval",
+        "retry_backoff_max",
+        "cluster_cidrs",
+        "masquerade_all",
+        "masquerade_mark",
+        "nodeport_addresses",
+        "keep_local_endpoints_when_disconnected",
+    }
+    for key in raw:
+        if key not in known:
+            raise ValueError(f"proxy.{key}: unknown key (known: {', '.join(sorted(known))})")
+    defaults = ProxySettings()
+    backend = raw.get("backend", defaults.backend)
+    if backend not in BACKENDS:
+        raise ValueError(f"proxy.backend: must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    mark = raw.get("masquerade_mark", defaults.masquerade_mark)
+    if (
+        isinstance(mark, bool)
+        or not isinstance(mark, int)
+        or mark <= 0
+        or mark >= 1 << 32
+        or mark & (mark - 1)
+    ):
+        raise ValueError(f"proxy.masquerade_mark: must be a single bit like 16384, got {mark!r}")
+    return ProxySettings(
+        enabled=_bool("enabled", raw.get("enabled", defaults.enabled)),
+        backend=backend,
+        min_sync_interval=_seconds(
+            "min_sync_interval", raw.get("min_sync_interval", defaults.min_sync_interval), 0.0
+        ),
+        full_resync_interval=_seconds(
+            "full_resync_interval",
+            raw.get("full_resync_interval", defaults.full_resync_interval),
+            1.0,
+        ),
+        retry_backoff_max=_seconds(
+            "retry_backoff_max", raw.get("retry_backoff_max", defaults.retry_backoff_max), 0.1
+        ),
+        cluster_cidrs=_cidrs("cluster_cidrs", raw.get("cluster_cidrs", [])),
+        masquerade_all=_bool("masquerade_all", raw.get("masquerade_all", defaults.masquerade_all)),
+        masquerade_mark=mark,
+        nodeport_addresses=_cidrs("nodeport_addresses", raw.get("nodeport_addresses", [])),
+        keep_local_endpoints_when_disconnected=_bool(
+            "keep_local_endpoints_when_disconnected",
+            raw.get("keep_local_endpoints_when_disconnected", False),
+        ),
+    )

@@ -1,0 +1,395 @@
+"""nftables backend: one table owned by us, verdict maps for service lookup.
+
+Layout (table `ip edgesite`):
+  maps service-ips / service-nodeports       dst ip . proto . port -> goto the service's chain
+  maps no-endpoint-services / -nodeports     same keys -> reject, checked in a filter hook
+  chains svc-HASH-ns/name/proto/port         cluster-wide endpoints, picked with numgen random
+  chains local-HASH-...                      only this node's endpoints (traffic policy Local)
+  chains ext-HASH-...                        entry for NodePort / external / LB traffic
+Lookup is one map lookup whatever the number of services. Endpoints are chosen with plain
+rules (`numgen random mod K == 0`, K = remaining endpoints) rather than an anonymous map per
+service, because the kernel looks sets up by name in a list, which makes thousands of
+per-service sets quadratic to load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgesite_agent.proxy.config import ProxySettings
+from edgesite_agent.proxy.model import Endpoint, ServicePortModel, short_hash
+from edgesite_agent.proxy.runner import ApplyError, Runner
+
+TABLE = "edgesite"
+FAMILY = "ip"
+_T = f"{FAMILY} {TABLE}"
+
+# name -> declaration; all are created once and their elements rewritten.
+STATIC_SETS = {
+    "service-ips": "type ipv4_addr . inet_proto . inet_service : verdict ;",
+    "service-nodeports": "type inet_proto . inet_service : verdict ;",
+    "no-endpoint-services": "type ipv4_addr . inet_proto . inet_service : verdict ;",
+    "no-endpoint-nodeports": "type inet_proto . inet_service : verdict ;",
+    "hairpin": "type ipv4_addr . ipv4_addr ;",
+    # Named, not written inline: every inline `{ ... }` is an anonymous kernel set per rule.
+    "cluster-cidrs": "type ipv4_addr ; flags interval ;",
+}
+
+BASE_CHAINS = {
+    "nat-prerouting": "type nat hook prerouting priority dstnat ; policy accept ;",
+    "nat-output": "type nat hook output priority -100 ; policy accept ;",
+    "nat-postrouting": "type nat hook postrouting priority srcnat ; policy accept ;",
+    # Before the nat hooks, so a service without endpoints is refused, not left to time out.
+    "filter-prerouting": "type filter hook prerouting priority dstnat - 10 ; policy accept ;",
+    "filter-output": "type filter hook output priority -110 ; policy accept ;",
+}
+
+
+@dataclass
+class NftState:
+    chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    sets: dict[str, str] = field(default_factory=dict)  # name -> declaration
+    elements: dict[str, dict[str, str]] = field(default_factory=dict)  # set -> key -> value
+
+
+@dataclass
+class Fragment:
+    """What one service port adds to the table."""
+
+    chains: dict[str, tuple[str, ...]]
+    sets: dict[str, str]
+    elements: dict[str, dict[str, str]]
+
+
+def _chain_name(kind: str, sp: ServicePortModel) -> str:
+    return f"{kind}-{short_hash(sp.key, 8)}-{sp.key}"
+
+
+def _pick_rules(
+    sp: ServicePortModel, chain: str, endpoints: tuple[Endpoint, ...], sets: dict[str, str]
+) -> list[str]:
+    proto = sp.protocol
+    rules = []
+    affinity = []
+    if sp.affinity_timeout:
+        for ip, port in endpoints:
+            name = f"aff-{short_hash(f'{chain}|{ip}:{port}|{sp.affinity_timeout}', 16)}"
+            sets[name] = (
+                f"type ipv4_addr ; flags dynamic,timeout ; timeout {sp.affinity_timeout}s ;"
+            )
+            affinity.append(name)
+            # A client seen recently goes back to the same endpoint (and refreshes its entry).
+            rules.append(
+                f"ip saddr @{name} meta l4proto {proto} update @{name} {{ ip saddr }} "
+                f"dnat to {ip}:{port}"
+            )
+    n = len(endpoints)
+    for i, (ip, port) in enumerate(endpoints):
+        # Rule i wins with probability 1/(n-i) of what is left: uniform over all n.
+        pick = f"numgen random mod {n - i} == 0 " if i < n - 1 else ""
+        remember = f"update @{affinity[i]} {{ ip saddr }} " if affinity else ""
+        rules.append(f"meta l4proto {proto} {pick}{remember}dnat to {ip}:{port}")
+    return rules
+
+
+def render_fragment(sp: ServicePortModel, settings: ProxySettings) -> Fragment:
+    chains: dict[str, tuple[str, ...]] = {}
+    sets: dict[str, str] = {}
+    elements: dict[str, dict[str, str]] = {name: {} for name in STATIC_SETS}
+    proto, port = sp.protocol, sp.port
+    if not sp.has_endpoints:
+        for ip in (*sp.cluster_ips, *sp.external_ips):
+            elements["no-endpoint-services"][f"{ip} . {proto} . {port}"] = "goto reject-chain"
+        if sp.node_port:
+            elements["no-endpoint-nodeports"][f"{proto} . {sp.node_port}"] = "goto reject-chain"
+        return Fragment(chains, sets, elements)
+
+    svc = _chain_name("svc", sp)
+    masq = []
+    if settings.masquerade_all:
+        masq = ["jump mark-for-masquerade"]
+    elif settings.cluster_cidrs:
+        # Off-cluster sources (the node itself, other hosts) are masqueraded so that the
+        # endpoint's reply comes back through this node and gets un-NATed.
+        masq = ["ip saddr != @cluster-cidrs jump mark-for-masquerade"]
+    if not sp.internal_local or sp.is_external:
+        chains[svc] = (*masq, *_pick_rules(sp, svc, sp.cluster_endpoints, sets))
+    local = _chain_name("local", sp)
+    if sp.needs_local_chain:
+        chains[local] = (
+            tuple(_pick_rules(sp, local, sp.local_endpoints, sets))
+            if sp.local_endpoints
+            else ("drop",)  # endpoints exist, only not here: drop as kube-proxy does
+        )
+    internal = local if sp.internal_local else svc
+    for ip in sp.cluster_ips:
+        elements["service-ips"][f"{ip} . {proto} . {port}"] = f"goto {internal}"
+    if sp.is_external:
+        ext = _chain_name("ext", sp)
+        if sp.external_local:
+            rules = [
+                # Node-originated traffic has no client address to keep: use any endpoint.
+                "fib saddr type local jump mark-for-masquerade",
+                f"fib saddr type local goto {svc}",
+            ]
+            if settings.cluster_cidrs:
+                # Pods going to an external address of the service: short-circuit as well.
+                rules.append(f"ip saddr @cluster-cidrs goto {svc}")
+            rules.append(f"goto {local}")
+        else:
+            rules = ["jump mark-for-masquerade", f"goto {svc}"]
+        chains[ext] = tuple(rules)
+        for ip in sp.external_ips:
+            elements["service-ips"][f"{ip} . {proto} . {port}"] = f"goto {ext}"
+        if sp.node_port:
+            elements["service-nodeports"][f"{proto} . {sp.node_port}"] = f"goto {ext}"
+    for ip in sp.hairpin_ips:
+        elements["hairpin"][f"{ip} . {ip}"] = ""
+    return Fragment(chains, sets, elements)
+
+
+def base_state(settings: ProxySettings) -> NftState:
+    mark = f"0x{settings.masquerade_mark:x}"
+    if settings.nodeport_addresses:
+        local_dst = f"ip daddr {{ {', '.join(settings.nodeport_addresses)} }} fib daddr type local"
+    else:
+        local_dst = "fib daddr type local ip daddr != 127.0.0.0/8"
+    chains = {
+        "nat-prerouting": ("jump services",),
+        "nat-output": ("jump services",),
+        "nat-postrouting": ("jump masquerading",),
+        "filter-prerouting": ("ct state new jump endpoints-check",),
+        "filter-output": ("ct state new jump endpoints-check",),
+        "endpoints-check": (
+            "ip daddr . meta l4proto . th dport vmap @no-endpoint-services",
+            f"{local_dst} meta l4proto . th dport vmap @no-endpoint-nodeports",
+        ),
+        "services": (
+            "ip daddr . meta l4proto . th dport vmap @service-ips",
+            f"{local_dst} meta l4proto . th dport vmap @service-nodeports",
+        ),
+        "mark-for-masquerade": (f"meta mark set meta mark or {mark}",),
+        "masquerading": (
+            # A pod reaching itself through its service: without SNAT it would answer itself.
+            "ct status dnat ip saddr . ip daddr @hairpin jump mark-for-masquerade",
+            f"meta mark & {mark} == 0x0 return",
+            f"meta mark set meta mark xor {mark}",
+            "masquerade fully-random",
+        ),
+        "reject-chain": ("reject",),
+    }
+    elements: dict[str, dict[str, str]] = {n: {} for n in STATIC_SETS}
+    elements["cluster-cidrs"] = {cidr: "" for cidr in settings.cluster_cidrs}
+    return NftState(chains=chains, sets=dict(STATIC_SETS), elements=elements)
+
+
+def merge(base: NftState, fragments: list[Fragment]) -> NftState:
+    state = NftState(
+        dict(base.chains), dict(base.sets), {k: dict(v) for k, v in base.elements.items()}
+    )
+    for frag in fragments:
+        state.chains.update(frag.chains)
+        state.sets.update(frag.sets)
+        for name, elems in frag.elements.items():
+            state.elements.setdefault(name, {}).update(elems)
+    return state
+
+
+def _elem(key: str, value: str) -> str:
+    return f"{key} : {value}" if value else key
+
+
+def render_text(state: NftState) -> str:
+    """The whole table as one `nft -f` file, for operators, golden files and benchmarks."""
+    lines = [f"table {_T} {{"]
+    for name, decl in state.sets.items():
+        kind = "map" if ": verdict" in decl else "set"
+        body = decl.replace(" ;", ";")
+        elems = state.elements.get(name)
+        lines.append(f"\t{kind} {name} {{")
+        lines.extend(f"\t\t{part.strip()}" for part in body.split(";") if part.strip())
+        if elems:
+            lines.append("\t\telements = {")
+            lines.extend(f"\t\t\t{_elem(k, v)}," for k, v in sorted(elems.items()))
+            lines.append("\t\t}")
+        lines.append("\t}")
+    for name, rules in state.chains.items():
+        lines.append(f"\tchain {name} {{")
+        if name in BASE_CHAINS:
+            lines.append(f"\t\t{BASE_CHAINS[name].replace(' ;', ';')}")
+        lines.extend(f"\t\t{rule}" for rule in rules)
+        lines.append("\t}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _add_chain(name: str) -> str:
+    if name in BASE_CHAINS:
+        return f"add chain {_T} {name} {{ {BASE_CHAINS[name]} }}"
+    return f"add chain {_T} {name}"
+
+
+def _add_set(name: str, decl: str) -> str:
+    kind = "map" if ": verdict" in decl else "set"
+    return f"add {kind} {_T} {name} {{ {decl} }}"
+
+
+def _kind(state: NftState, name: str) -> str:
+    return "map" if ": verdict" in state.sets.get(name, "") else "set"
+
+
+def full_script(state: NftState, existing_chains: set[str], existing_sets: set[str]) -> str:
+    """One transaction that makes the table exactly `state`, keeping dynamic set contents.
+
+    Unlike deleting and recreating the table, this keeps the affinity sets (clients stay on
+    their endpoint) and never leaves a moment without rules.
+    """
+    out = [f"add table {_T}"]
+    for name, decl in state.sets.items():
+        out.append(_add_set(name, decl))
+    for name in STATIC_SETS:
+        out.append(f"flush {_kind(state, name)} {_T} {name}")
+    for name in state.chains:
+        out.append(_add_chain(name))
+    for name in sorted(set(state.chains) | existing_chains):
+        out.append(f"flush chain {_T} {name}")
+    for name in sorted(existing_chains - set(state.chains)):
+        out.append(f"delete chain {_T} {name}")
+    for name in sorted(existing_sets - set(state.sets)):
+        out.append(f"delete set {_T} {name}")
+    for name, rules in state.chains.items():
+        out.extend(f"add rule {_T} {name} {rule}" for rule in rules)
+    for name, elems in state.elements.items():
+        if elems:
+            body = ", ".join(_elem(k, v) for k, v in elems.items())
+            out.append(f"add element {_T} {name} {{ {body} }}")
+    return "\n".join(out) + "\n"
+
+
+def partial_script(old: NftState, new: NftState) -> str:
+    """Only the differences between two states; empty when nothing changed."""
+    out = []
+    for name, decl in new.sets.items():
+        if name not in old.sets:
+            out.append(_add_set(name, decl))
+    for name in new.chains:
+        if name not in old.chains:
+            out.append(_add_chain(name))
+    adds = []
+    for name, elems in new.elements.items():
+        prev = old.elements.get(name, {})
+        gone = [k for k, v in prev.items() if elems.get(k) != v]
+        if gone:
+            out.append(f"delete element {_T} {name} {{ {', '.join(gone)} }}")
+        fresh = [_elem(k, v) for k, v in elems.items() if prev.get(k) != v]
+        if fresh:
+            adds.append(f"add element {_T} {name} {{ {', '.join(fresh)} }}")
+    changed = [n for n, rules in new.chains.items() if n in old.chains and old.chains[n] != rules]
+    removed = [n for n in old.chains if n not in new.chains]
+    for name in (*changed, *removed):
+        out.append(f"flush chain {_T} {name}")
+    for name in removed:
+        out.append(f"delete chain {_T} {name}")
+    for name in old.sets:
+        if name not in new.sets:
+            out.append(f"delete set {_T} {name}")
+    for name, rules in new.chains.items():
+        if name not in old.chains or name in changed:
+            out.extend(f"add rule {_T} {name} {rule}" for rule in rules)
+    out.extend(adds)
+    return "\n".join(out) + "\n" if out else ""
+
+
+def list_existing(runner: Runner) -> tuple[set[str], set[str]]:
+    """Names of the chains and sets/maps our table has in the kernel right now."""
+    chains: set[str] = set()
+    sets: set[str] = set()
+    for argv, target in (
+        (["nft", "list", "chains", FAMILY], chains),
+        (["nft", "-t", "list", "sets", FAMILY], sets),
+    ):
+        ours = False
+        for line in runner.run(argv).splitlines():
+            words = line.split()
+            if len(words) >= 3 and words[0] == "table":
+                ours = words[1] == FAMILY and words[2] == TABLE
+            elif ours and len(words) >= 2 and words[0] in ("chain", "set", "map"):
+                target.add(words[1])
+    return chains, sets
+
+
+class NftBackend:
+    name = "nftables"
+
+    def __init__(self, settings: ProxySettings, runner: Runner) -> None:
+        self.settings = settings
+        self.runner = runner
+        self.base = base_state(settings)
+        self.applied: NftState | None = None
+
+    def render(self, fragments: list[Fragment]) -> NftState:
+        return merge(self.base, fragments)
+
+    def fragment(self, sp: ServicePortModel) -> Fragment:
+        return render_fragment(sp, self.settings)
+
+    def apply(self, state: NftState, full: bool) -> str:
+        """Program `state`; returns "full" or "partial" or "noop". Atomic either way."""
+        if full or self.applied is None:
+            chains, sets = list_existing(self.runner)
+            try:
+                self.runner.run(["nft", "-f", "-"], full_script(state, chains, sets))
+            except ApplyError:
+                # Something we do not expect is in our table (a base chain edited by hand,
+                # a set redefined): replace the table wholesale, still in one transaction.
+                self.runner.run(["nft", "-f", "-"], recreate_script(state))
+            self.applied = state
+            return "full"
+        script = partial_script(self.applied, state)
+        if not script:
+            return "noop"
+        try:
+            self.runner.run(["nft", "-f", "-"], script)
+        except ApplyError:
+            self.applied = None  # kernel state unknown now: next attempt is a full sync
+            raise
+        self.applied = state
+        return "partial"
+
+    def cleanup(self) -> None:
+        cleanup(self.runner)
+
+
+def recreate_script(state: NftState) -> str:
+    return f"add table {_T}\ndelete table {_T}\n" + render_text(state)
+
+
+def cleanup(runner: Runner) -> bool:
+    """Delete our table; True when there was one."""
+    out = runner.run(["nft", "list", "tables", FAMILY], check=False)
+    if f"table {_T}" not in out:
+        return False
+    runner.run(["nft", "delete", "table", FAMILY, TABLE])
+    return True
+
+
+def available(runner: Runner) -> bool:
+    """nft >= 1.0 and a kernel that accepts our kind of table (checked, not applied)."""
+    try:
+        version = runner.run(["nft", "--version"]).split()
+    except ApplyError:
+        return False
+    num = next((w.lstrip("v") for w in version if w[:1] == "v" and w[1:2].isdigit()), "0")
+    try:
+        if int(num.split(".")[0]) < 1:
+            return False
+    except ValueError:
+        return False
+    probe = render_text(base_state(ProxySettings())).replace(
+        f"table {_T}", f"table {FAMILY} edgesite-probe", 1
+    )
+    try:
+        runner.run(["nft", "-c", "-f", "-"], probe)
+    except ApplyError:
+        return False
+    return True

@@ -1,0 +1,205 @@
+"""The proxy: receives Service/EndpointSlice events, keeps rules in sync in its own thread."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import Any
+
+from edgesite_agent.events import EventType
+from edgesite_agent.proxy.backends import Backend, make_backend
+from edgesite_agent.proxy.cache import ObjectCache, parse_service, parse_slice
+from edgesite_agent.proxy.config import ProxySettings
+from edgesite_agent.proxy.model import build_service
+from edgesite_agent.proxy.render import object_key
+from edgesite_agent.proxy.runner import ApplyError, Runner
+
+KINDS = ("Service", "EndpointSlice")
+
+
+class Proxy:
+    """kube-proxy-lite. Event methods are cheap and never block on the kernel."""
+
+    def __init__(
+        self,
+        settings: ProxySettings,
+        node_name: str,
+        log: logging.Logger,
+        runner: Runner | None = None,
+    ) -> None:
+        self.settings = settings
+        self.node_name = node_name
+        self.log = log
+        self.runner = runner or Runner()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._cache = ObjectCache()
+        self._synced: set[str] = set()
+        self._dirty: set[str] = set()  # service keys whose fragments must be rebuilt
+        self._node_unreachable = False
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._backend: Backend | None = None
+        # service key -> its rendered fragments; rebuilt only for changed services
+        self._fragments: dict[str, list[Any]] = {}
+        self.stats = {"syncs": 0, "full_syncs": 0, "failures": 0}
+        self.last_error: str | None = None
+        self._applying = False
+
+    # ---- event side (informer / store thread) ----
+    def on_event(self, kind: str, event_type: EventType, obj: dict[str, Any]) -> None:
+        key = object_key(obj)
+        deleted = event_type == EventType.DELETED
+        with self._lock:
+            if kind == "Service":
+                changed = self._cache.set_service(key, None if deleted else parse_service(obj))
+                keys = {changed} if changed else set()
+            elif kind == "EndpointSlice":
+                keys = self._cache.set_slice(key, None if deleted else parse_slice(obj))
+            elif kind == "Node" and (obj.get("metadata") or {}).get("name") == self.node_name:
+                keys = self._node_event(obj, deleted)
+            else:
+                return
+            if keys:
+                self._dirty |= keys
+                self._wake.notify()
+
+    def _node_event(self, obj: dict[str, Any], deleted: bool) -> set[str]:
+        # Ready=Unknown is what the node lifecycle controller sets when the masters stop
+        # hearing from this node; only then may the keep-local policy override the slices.
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        ready = next((c for c in conditions if c.get("type") == "Ready"), {})
+        unreachable = not deleted and ready.get("status") == "Unknown"
+        if unreachable == self._node_unreachable:
+            return set()
+        self._node_unreachable = unreachable
+        if not self.settings.keep_local_endpoints_when_disconnected:
+            return set()
+        self.log.info("node reachability from the masters changed: unreachable=%s", unreachable)
+        return set(self._cache.services) | set(self._cache.slices_by_service)
+
+    def on_synced(self, kind: str) -> None:
+        with self._lock:
+            if kind in KINDS:
+                self._synced.add(kind)
+                self._wake.notify()
+
+    # ---- lifecycle ----
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._loop, name="proxy-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop syncing. The rules stay: traffic keeps flowing while the agent is down."""
+        with self._lock:
+            self._stop = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self._ready.wait(timeout)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once every change received so far is programmed (for tests and tools)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._ready.is_set() and not self._dirty and not self._applying:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    # ---- sync side (own thread) ----
+    def _loop(self) -> None:
+        backoff = 0.0
+        last_sync = 0.0
+        last_full = 0.0
+        full_needed = True
+        # Probing the backend runs nft/iptables: done here, never under the event lock.
+        self._backend = make_backend(self.settings, self.runner)
+        self.log.info("proxy: using the %s backend", self._backend.name)
+        while True:
+            with self._lock:
+                while not self._stop:
+                    if set(KINDS) <= self._synced:
+                        now = time.monotonic()
+                        due_full = now - last_full >= self.settings.full_resync_interval
+                        wanted = bool(self._dirty) or full_needed or due_full
+                        # The first sync is immediate: offline restarts must program rules at once.
+                        earliest = last_sync + max(self.settings.min_sync_interval, backoff)
+                        first = not self._ready.is_set() and not backoff
+                        if wanted and (first or now >= earliest):
+                            break
+                        timeout = (
+                            max(0.0, earliest - now)
+                            if wanted
+                            else max(0.05, last_full + self.settings.full_resync_interval - now)
+                        )
+                    else:
+                        timeout = None
+                    self._wake.wait(timeout)
+                if self._stop:
+                    return
+                dirty, self._dirty = self._dirty, set()
+                full = full_needed or time.monotonic() - last_full >= (
+                    self.settings.full_resync_interval
+                )
+                self._rebuild(dirty)
+                fragments = [f for key in sorted(self._fragments) for f in self._fragments[key]]
+                self._applying = True
+            last_sync = time.monotonic()
+            try:
+                mode = self._apply(fragments, full)
+            except ApplyError as exc:
+                self.stats["failures"] += 1
+                self.last_error = str(exc)
+                backoff = min(self.settings.retry_backoff_max, max(1.0, backoff * 2))
+                backoff *= random.uniform(0.9, 1.1)  # no lockstep retries across nodes
+                self.log.error("proxy: applying rules failed, keeping the previous rules: %s", exc)
+                full_needed = True
+                with self._lock:
+                    self._applying = False
+                continue
+            backoff = 0.0
+            full_needed = False
+            if mode == "full":
+                last_full = last_sync
+                self.stats["full_syncs"] += 1
+            self.stats["syncs"] += 1
+            with self._lock:
+                self._applying = False
+            if not self._ready.is_set():
+                self.log.info(
+                    "proxy: rules programmed (%s backend, %d services) in %.0f ms",
+                    self._backend.name if self._backend else "?",
+                    len(self._fragments),
+                    (time.monotonic() - last_sync) * 1000,
+                )
+                self._ready.set()
+
+    def _rebuild(self, dirty: set[str]) -> None:
+        """Re-render only the services that changed (called with the lock held)."""
+        assert self._backend is not None
+        keep = self.settings.keep_local_endpoints_when_disconnected and self._node_unreachable
+        for key in dirty:
+            svc = self._cache.services.get(key)
+            if svc is None:
+                self._fragments.pop(key, None)
+                continue
+            ports = build_service(svc, self._cache.slices_of(key), self.node_name, keep)
+            self._fragments[key] = [self._backend.fragment(sp) for sp in ports]
+
+    def _apply(self, fragments: list[Any], full: bool) -> str:
+        assert self._backend is not None
+        state = self._backend.render(fragments)
+        return self._backend.apply(state, full)
