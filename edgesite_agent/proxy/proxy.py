@@ -48,6 +48,7 @@ class Proxy:
         self.stats = {"syncs": 0, "full_syncs": 0, "failures": 0}
         self.last_error: str | None = None
         self._applying = False
+        self._full_requested = False
 
     # ---- event side (informer / store thread) ----
     def on_event(self, kind: str, event_type: EventType, obj: dict[str, Any]) -> None:
@@ -103,6 +104,12 @@ class Proxy:
             self._thread.join(timeout=30)
             self._thread = None
 
+    def resync(self) -> None:
+        """Rewrite all our rules on the next sync (repairs anything edited behind our back)."""
+        with self._lock:
+            self._full_requested = True
+            self._wake.notify()
+
     def ready(self) -> bool:
         return self._ready.is_set()
 
@@ -114,7 +121,8 @@ class Proxy:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                if self._ready.is_set() and not self._dirty and not self._applying:
+                busy = self._dirty or self._applying or self._full_requested
+                if self._ready.is_set() and not busy:
                     return True
             time.sleep(0.01)
         return False
@@ -135,6 +143,7 @@ class Proxy:
                         now = time.monotonic()
                         due_full = now - last_full >= self.settings.full_resync_interval
                         wanted = bool(self._dirty) or full_needed or due_full
+                        wanted = wanted or self._full_requested
                         # The first sync is immediate: offline restarts must program rules at once.
                         earliest = last_sync + max(self.settings.min_sync_interval, backoff)
                         first = not self._ready.is_set() and not backoff
@@ -151,9 +160,12 @@ class Proxy:
                 if self._stop:
                     return
                 dirty, self._dirty = self._dirty, set()
-                full = full_needed or time.monotonic() - last_full >= (
-                    self.settings.full_resync_interval
+                full = (
+                    full_needed
+                    or self._full_requested
+                    or time.monotonic() - last_full >= self.settings.full_resync_interval
                 )
+                self._full_requested = False
                 self._rebuild(dirty)
                 fragments = [f for key in sorted(self._fragments) for f in self._fragments[key]]
                 self._applying = True

@@ -1,0 +1,37 @@
+"""Client run inside the test client namespace: N requests, prints one result per line.
+
+Each result is the answering backend's name, or "refused" / "timeout" / "error:<type>".
+Every request is a new connection (a new conntrack entry) so the proxy picks again.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+
+def one(proto: str, host: str, port: int, timeout: float) -> str:
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect((host, port))
+            if proto == "udp":
+                sock.send(b"hi")
+            return sock.recv(100).decode() or "error:empty"
+        except ConnectionRefusedError:
+            return "refused"
+        except TimeoutError:
+            return "timeout"
+        except OSError as exc:
+            return f"error:{type(exc).__name__}:{exc.errno}"
+
+
+def main() -> None:
+    proto, host, port, count, timeout = sys.argv[1:6]
+    for _ in range(int(count)):  # bounded: stops by itself
+        print(one(proto, host, int(port), float(timeout)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

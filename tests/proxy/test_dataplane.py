@@ -1,0 +1,226 @@
+"""Real packets through the rules the proxy programs, for both backends.
+
+A client namespace talks to ClusterIPs and NodePorts of a "node" namespace whose rules the
+proxy maintains; backends in their own namespaces answer with their names.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from edgesite_agent.events import EventType
+from edgesite_agent.proxy.config import parse_settings
+from edgesite_agent.proxy.proxy import Proxy
+from edgesite_agent.proxy.runner import Runner
+from tests.proxy.netns import BACKEND_PORT, NODE_IP, NODE_LISTENER_PORT, Topology
+from tests.proxy.shapes import NODE, endpoint, endpoint_slice, service, tcp
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces"),
+    pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2"),
+]
+
+PORTS = [tcp(80, "http")]
+SLICE_PORTS = [tcp(BACKEND_PORT, "http"), {"name": "dns", "protocol": "UDP", "port": BACKEND_PORT}]
+
+
+@pytest.fixture(scope="module")
+def topo() -> Iterator[Topology]:
+    t = Topology(backends=3)
+    t.create()
+    try:
+        yield t
+    finally:
+        t.destroy()
+
+
+class Harness:
+    def __init__(self, topo: Topology, proxy: Proxy) -> None:
+        self.topo = topo
+        self.proxy = proxy
+
+    def put(self, *objects: dict[str, Any]) -> None:
+        for obj in objects:
+            self.proxy.on_event(obj["kind"], EventType.MODIFIED, obj)
+        assert self.proxy.wait_idle(20), f"rules not applied: {self.proxy.last_error}"
+
+    def delete(self, obj: dict[str, Any]) -> None:
+        self.proxy.on_event(obj["kind"], EventType.DELETED, obj)
+        assert self.proxy.wait_idle(20), f"rules not applied: {self.proxy.last_error}"
+
+    def eps(self, *indexes: int, nodes: dict[int, str] | None = None) -> list[dict[str, Any]]:
+        nodes = nodes or {}
+        return [endpoint(self.topo.backend_ip(i), node=nodes.get(i, NODE)) for i in indexes]
+
+
+@pytest.fixture(scope="module", params=["nftables", "iptables"])
+def harness(request: pytest.FixtureRequest, topo: Topology) -> Iterator[Harness]:
+    backend = request.param
+    tool = "nft" if backend == "nftables" else "iptables-restore"
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} not installed")
+    settings = parse_settings(
+        {"backend": backend, "min_sync_interval": 0.0, "cluster_cidrs": ["10.244.0.0/16"]}
+    )
+    runner = Runner(prefix=("ip", "netns", "exec", topo.node))
+    proxy = Proxy(settings, NODE, logging.getLogger("test.proxy"), runner)
+    proxy.on_synced("Service")
+    proxy.on_synced("EndpointSlice")
+    proxy.start()
+    try:
+        assert proxy.wait_ready(20), proxy.last_error
+        assert proxy._backend is not None and proxy._backend.name == backend
+        yield Harness(topo, proxy)
+    finally:
+        proxy.stop()
+        from edgesite_agent.proxy.backends import cleanup_all
+
+        cleanup_all(runner)
+
+
+def test_clusterip_spreads_over_three_endpoints(harness: Harness) -> None:
+    svc = service("web", "10.96.0.10", PORTS)
+    harness.put(svc, endpoint_slice("web", harness.eps(0, 1, 2), SLICE_PORTS))
+    results = harness.topo.requests("10.96.0.10", 80, 300)
+    counts = Counter(results)
+    assert set(counts) == {"backend-1", "backend-2", "backend-3"}, counts
+    assert min(counts.values()) >= 45, f"an endpoint got under 15%: {counts}"
+
+
+def test_removed_endpoint_gets_no_more_traffic(harness: Harness) -> None:
+    svc = service("shrink", "10.96.0.11", PORTS)
+    harness.put(svc, endpoint_slice("shrink", harness.eps(0, 1, 2), SLICE_PORTS))
+    assert "backend-3" in harness.topo.requests("10.96.0.11", 80, 60)
+    harness.put(endpoint_slice("shrink", harness.eps(0, 1), SLICE_PORTS))
+    counts = Counter(harness.topo.requests("10.96.0.11", 80, 60))
+    assert set(counts) == {"backend-1", "backend-2"}, counts
+
+
+def test_udp_clusterip(harness: Harness) -> None:
+    svc = service("dns", "10.96.0.53", [{"name": "dns", "protocol": "UDP", "port": 53}])
+    harness.put(svc, endpoint_slice("dns", harness.eps(1), SLICE_PORTS))
+    assert harness.topo.requests("10.96.0.53", 53, 5, proto="udp") == ["backend-2"] * 5
+
+
+def test_nodeport(harness: Harness) -> None:
+    svc = service("np", "10.96.0.20", [tcp(80, "http", nodePort=30080)], type="NodePort")
+    harness.put(svc, endpoint_slice("np", harness.eps(0, 1, 2), SLICE_PORTS))
+    counts = Counter(harness.topo.requests(NODE_IP, 30080, 60))
+    assert set(counts) == {"backend-1", "backend-2", "backend-3"}, counts
+
+
+def test_client_ip_affinity_sticks(harness: Harness) -> None:
+    svc = service(
+        "sticky",
+        "10.96.0.40",
+        PORTS,
+        sessionAffinity="ClientIP",
+        sessionAffinityConfig={"clientIP": {"timeoutSeconds": 300}},
+    )
+    harness.put(svc, endpoint_slice("sticky", harness.eps(0, 1, 2), SLICE_PORTS))
+    results = harness.topo.requests("10.96.0.40", 80, 40)
+    assert len(results) == 40 and len(set(results)) == 1, Counter(results)
+    assert results[0].startswith("backend-")
+
+
+def test_service_without_endpoints_is_refused(harness: Harness) -> None:
+    port = NODE_LISTENER_PORT
+    # Without the service, the node's own listener on that port answers.
+    assert harness.topo.requests(NODE_IP, port, 1) == ["node-itself"]
+    svc = service("empty", "10.96.0.70", [tcp(80, "http", nodePort=port)], type="NodePort")
+    harness.put(svc)
+    # A short timeout: a hang would show up as "timeout", a reject as "refused".
+    assert harness.topo.requests("10.96.0.70", 80, 3, timeout=3.0) == ["refused"] * 3
+    assert harness.topo.requests(NODE_IP, port, 3, timeout=3.0) == ["refused"] * 3
+    # Endpoints appear: the same service now answers.
+    harness.put(endpoint_slice("empty", harness.eps(2), SLICE_PORTS))
+    assert harness.topo.requests("10.96.0.70", 80, 3) == ["backend-3"] * 3
+    assert harness.topo.requests(NODE_IP, port, 3) == ["backend-3"] * 3
+    harness.delete(svc)
+
+
+def test_deleted_service_stops_answering(harness: Harness) -> None:
+    svc = service("gone", "10.96.0.80", PORTS)
+    eps = endpoint_slice("gone", harness.eps(0), SLICE_PORTS)
+    harness.put(svc, eps)
+    assert harness.topo.requests("10.96.0.80", 80, 2) == ["backend-1"] * 2
+    harness.delete(svc)
+    harness.delete(eps)
+    results = harness.topo.requests("10.96.0.80", 80, 2, timeout=1.0)
+    assert not any(r.startswith("backend-") for r in results), results
+
+
+def test_external_traffic_policy_local_uses_only_local_endpoints(harness: Harness) -> None:
+    svc = service(
+        "local",
+        "10.96.0.21",
+        [tcp(80, "http", nodePort=30081)],
+        type="NodePort",
+        externalTrafficPolicy="Local",
+    )
+    # Only backend-1 runs on this node; backends 2 and 3 are on another one.
+    harness.put(
+        svc,
+        endpoint_slice(
+            "local", harness.eps(0, 1, 2, nodes={1: "edge-2", 2: "edge-2"}), SLICE_PORTS
+        ),
+    )
+    assert set(harness.topo.requests(NODE_IP, 30081, 60)) == {"backend-1"}
+    # The ClusterIP keeps the cluster-wide policy.
+    counts = Counter(harness.topo.requests("10.96.0.21", 80, 90))
+    assert set(counts) == {"backend-1", "backend-2", "backend-3"}, counts
+
+
+def test_full_resync_repairs_drift_and_keeps_foreign_rules(harness: Harness) -> None:
+    runner = harness.proxy.runner
+    nft = harness.proxy._backend is not None and harness.proxy._backend.name == "nftables"
+    # Someone else's rules in the same namespace: we must never touch them.
+    if nft:
+        runner.run(["nft", "add table ip other; add chain ip other c; add rule ip other c accept"])
+    else:
+        runner.run(["iptables", "-w", "-N", "OTHER-CHAIN"])
+        runner.run(["iptables", "-w", "-A", "OTHER-CHAIN", "-j", "ACCEPT"])
+    svc = service("drift", "10.96.0.90", PORTS)
+    harness.put(svc, endpoint_slice("drift", harness.eps(0), SLICE_PORTS))
+    assert harness.topo.requests("10.96.0.90", 80, 2) == ["backend-1"] * 2
+    # Drift: an operator flushes our dispatch rules; the service stops working.
+    if nft:
+        runner.run(["nft", "flush", "map", "ip", "edgesite", "service-ips"])
+    else:
+        runner.run(["iptables", "-w", "-t", "nat", "-F", "ESITE-SERVICES"])
+    assert "backend-1" not in harness.topo.requests("10.96.0.90", 80, 1, timeout=1.0)
+    harness.proxy.resync()
+    assert harness.proxy.wait_idle(20), harness.proxy.last_error
+    assert harness.topo.requests("10.96.0.90", 80, 2) == ["backend-1"] * 2
+    listing = runner.run(["nft", "list", "ruleset"] if nft else ["iptables-save"])
+    assert "table ip other" in listing if nft else "-A OTHER-CHAIN -j ACCEPT" in listing
+
+
+def test_cleanup_removes_ours_only(harness: Harness) -> None:
+    from edgesite_agent.proxy.backends import cleanup_all
+
+    runner = harness.proxy.runner
+    nft = harness.proxy._backend is not None and harness.proxy._backend.name == "nftables"
+    harness.proxy.stop()  # the rules stay when the agent stops ...
+    assert all(r.startswith("backend-") for r in harness.topo.requests("10.96.0.10", 80, 3))
+    assert cleanup_all(runner) == [harness.proxy._backend.name]  # type: ignore[union-attr]
+    # ... and go with `proxy cleanup`.
+    results = harness.topo.requests("10.96.0.10", 80, 2, timeout=1.0)
+    assert not any(r.startswith("backend-") for r in results), results
+    if nft:
+        listing = runner.run(["nft", "list", "ruleset"])
+        assert "edgesite" not in listing and "table ip other" in listing
+        runner.run(["nft", "delete", "table", "ip", "other"])
+    else:
+        listing = runner.run(["iptables-save"])
+        assert "ESITE-" not in listing and "-A OTHER-CHAIN -j ACCEPT" in listing
+        assert "ESITE-" not in runner.run(["iptables-save", "-t", "nat"])
+    assert cleanup_all(runner) == []
