@@ -100,7 +100,8 @@ def cmd_deps(_: argparse.Namespace) -> int:
         log("podman, runc and debootstrap are present")
         return 0
     if os.geteuid() != 0:
-        log(f"missing {', '.join(missing)}; run as root or: sudo apt-get install -y {' '.join(missing)}")
+        packages = " ".join(missing)
+        log(f"missing {packages}; run as root, or: sudo apt-get install -y {packages}")
         return 1
     log(f"installing {', '.join(missing)} with apt")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -182,7 +183,15 @@ def container_ip(container: str, network: str) -> str:
 
 
 def ensure_container(container: str, network: str, image: str) -> None:
-    state = podman("container", "inspect", "--format", "{{.State.Running}}", container, check=False, capture=True)
+    state = podman(
+        "container",
+        "inspect",
+        "--format",
+        "{{.State.Running}}",
+        container,
+        check=False,
+        capture=True,
+    )
     if state.returncode == 0 and state.stdout.strip() == "true":
         return
     if state.returncode == 0:
@@ -200,13 +209,17 @@ def ensure_container(container: str, network: str, image: str) -> None:
 def wait_booted(container: str, attempts: int = 60) -> None:
     # `is-system-running --wait` returns once boot finished; "degraded" still means booted.
     for _ in range(attempts):
-        result = podman("exec", container, "systemctl", "is-system-running", "--wait", check=False, capture=True)
+        result = podman(
+            "exec", container, "systemctl", "is-system-running", "--wait", check=False, capture=True
+        )
         if result.stdout.strip() in {"running", "degraded"}:
             return
     raise SystemExit(f"testhosts: {container} did not finish booting systemd")
 
 
-def render_inventory(name: str, masters: list[tuple[str, str]], workers: list[tuple[str, str]]) -> str:
+def render_inventory(
+    name: str, masters: list[tuple[str, str]], workers: list[tuple[str, str]]
+) -> str:
     def group(hosts: list[tuple[str, str]]) -> dict:
         return {"hosts": {host: {"edgesite_node_ip": ip} for host, ip in hosts}}
 

@@ -2,10 +2,6 @@
 # Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """Filter that validates the fleet inventory with the shared site model."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r"""
 name: site_problems
 version_added: 0.1.0
@@ -52,13 +48,17 @@ _value:
   elements: str
 """
 
-from ansible_collections.edgesite.fleet.plugins.module_utils.site_model import site_problems
+from ansible_collections.edgesite.fleet.plugins.module_utils.site_model import (  # noqa: E402
+    site_problems,
+)
 
 
-def _site_problems(records, groups, masters_group="edgesite_masters", workers_group="edgesite_workers"):
+def _site_problems(
+    records, groups, masters_group="edgesite_masters", workers_group="edgesite_workers"
+):
     return site_problems(list(records), list(groups), masters_group, workers_group)
 
 
-class FilterModule(object):
+class FilterModule:
     def filters(self):
         return {"site_problems": _site_problems}

@@ -7,9 +7,7 @@ and in plain unit tests. Every problem is a sentence that names the site, the ho
 variable at fault, and the fix.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
+from __future__ import annotations
 
 import ipaddress
 import re
@@ -31,7 +29,7 @@ SITE_WIDE_KEYS = (
 )
 
 
-def _host_list(hosts):
+def _hosts(hosts):
     return ", ".join(sorted(hosts))
 
 
@@ -49,12 +47,14 @@ def group_sites(records):
 
 def _check_groups(groups, masters_group, workers_group):
     problems = []
-    for group, what in ((masters_group, "1-3 master hosts"), (workers_group, "worker hosts")):
+    for group, role, what in (
+        (masters_group, "masters", "the site's 1-3 master hosts"),
+        (workers_group, "workers", "the site's worker hosts"),
+    ):
         if group not in groups:
             problems.append(
-                "inventory has no group '%s': add it with the site's %s "
-                "(or point edgesite_%s_group at the group you use)"
-                % (group, what, "masters" if group == masters_group else "workers")
+                f"inventory has no group '{group}': add it with {what} "
+                f"(or point edgesite_{role}_group at the group you use)"
             )
     return problems
 
@@ -64,48 +64,35 @@ def _check_roles(site, records):
     for record in records:
         if record["is_master"] and record["is_worker"]:
             problems.append(
-                "site '%s': host '%s' is in both the masters and the workers group; "
-                "a node is either a k3s server or an agent, remove it from one of them"
-                % (site, record["host"])
+                f"site '{site}': host '{record['host']}' is in both the masters and the workers "
+                "group; a node is either a k3s server or an agent, remove it from one of them"
             )
     masters = [r["host"] for r in records if r["is_master"]]
     if not masters:
         problems.append(
-            "site '%s' has no master: put 1 to %d of its hosts in the masters group"
-            % (site, MAX_MASTERS)
+            f"site '{site}' has no master: put 1 to {MAX_MASTERS} of its hosts in the masters group"
         )
     elif len(masters) > MAX_MASTERS:
         problems.append(
-            "site '%s' has %d masters (%s); EdgeSite supports 1 to %d: more etcd members "
-            "slow every write without tolerating more failures on a small site. Move %s "
-            "to the workers group"
-            % (
-                site,
-                len(masters),
-                _host_list(masters),
-                MAX_MASTERS,
-                _host_list(masters[MAX_MASTERS:]),
-            )
+            f"site '{site}' has {len(masters)} masters ({_hosts(masters)}); EdgeSite supports "
+            f"1 to {MAX_MASTERS}: more etcd members slow every write without tolerating more "
+            f"failures on a small site. Move {_hosts(masters[MAX_MASTERS:])} to the workers group"
         )
     return problems
 
 
 def _check_unique(site, records, key, label):
-    problems = []
     seen = {}
     for record in records:
         value = record.get(key)
-        if value in (None, ""):
-            continue
-        seen.setdefault(value, []).append(record["host"])
-    for value, hosts in seen.items():
-        if len(hosts) > 1:
-            problems.append(
-                "site '%s': %s '%s' is used by %d hosts (%s); each node needs its own, "
-                "set edgesite_%s per host"
-                % (site, label, value, len(hosts), _host_list(hosts), key)
-            )
-    return problems
+        if value not in (None, ""):
+            seen.setdefault(value, []).append(record["host"])
+    return [
+        f"site '{site}': {label} '{value}' is used by {len(hosts)} hosts ({_hosts(hosts)}); "
+        f"each node needs its own, set edgesite_{key} per host"
+        for value, hosts in seen.items()
+        if len(hosts) > 1
+    ]
 
 
 def _check_host_values(site, record):
@@ -114,17 +101,17 @@ def _check_host_values(site, record):
     name = record.get("node_name")
     if not isinstance(name, str) or not name or len(name) > 253 or not _NODE_NAME.match(name):
         problems.append(
-            "site '%s': host '%s' has node name %r, which is not a valid Kubernetes node name "
-            "(lowercase letters, digits, '-' and '.', at most 253 characters); set "
-            "edgesite_node_name" % (site, host, name)
+            f"site '{site}': host '{host}' has node name {name!r}, which is not a valid "
+            "Kubernetes node name (lowercase letters, digits, '-' and '.', at most 253 "
+            "characters); set edgesite_node_name"
         )
     address = record.get("node_ip")
     try:
         ipaddress.ip_address(str(address))
     except ValueError:
         problems.append(
-            "site '%s': host '%s' has node IP %r, which is not an IP address; set "
-            "edgesite_node_ip to the address the node uses inside the site" % (site, host, address)
+            f"site '{site}': host '{host}' has node IP {address!r}, which is not an IP address; "
+            "set edgesite_node_ip to the address the node uses inside the site"
         )
     return problems
 
@@ -136,77 +123,82 @@ def _check_consistent(site, records):
         for record in records:
             values.setdefault(repr(record.get(key)), []).append(record["host"])
         if len(values) > 1:
-            detail = "; ".join(
-                "%s on %s" % (value, _host_list(hosts)) for value, hosts in sorted(values.items())
+            found = "; ".join(
+                f"{value} on {_hosts(hosts)}" for value, hosts in sorted(values.items())
             )
             problems.append(
-                "site '%s': edgesite_%s must be the same on every host of the site, found %s; "
-                "set it once in the site's group_vars" % (site, key, detail)
+                f"site '{site}': edgesite_{key} must be the same on every host of the site, "
+                f"found {found}; set it once in the site's group_vars"
             )
     return problems
+
+
+def _check_witness(site, records, witness):
+    by_host = {r["host"]: r for r in records}
+    if witness not in by_host:
+        return [
+            f"site '{site}': edgesite_etcd_witness '{witness}' is not a host of this site; "
+            "name one of its workers (or another small host in the site)"
+        ]
+    if by_host[witness]["is_master"]:
+        return [
+            f"site '{site}': edgesite_etcd_witness '{witness}' is already a master; the witness "
+            "must be a third host, e.g. a worker"
+        ]
+    return []
 
 
 def _check_datastore(site, records):
-    problems = []
-    first = records[0]
-    datastore = first.get("datastore")
+    settings = records[0]
+    datastore = settings.get("datastore")
     masters = [r for r in records if r["is_master"]]
     if datastore not in DATASTORES:
         return [
-            "site '%s': edgesite_datastore is %r; choose one of %s"
-            % (site, datastore, ", ".join(DATASTORES))
+            f"site '{site}': edgesite_datastore is {datastore!r}; choose one of "
+            + ", ".join(DATASTORES)
         ]
     if datastore == "sqlite" and len(masters) > 1:
-        problems.append(
-            "site '%s': edgesite_datastore 'sqlite' works with exactly one master, the site has "
-            "%d; use 'embedded' or 'external' etcd for an HA site" % (site, len(masters))
-        )
-    if datastore in ("embedded", "external") and len(masters) == 2:
-        witness = first.get("etcd_witness")
-        acknowledged = first.get("etcd_two_member_risk_acknowledged") is True
-        if witness:
-            by_host = {r["host"]: r for r in records}
-            if witness not in by_host:
-                problems.append(
-                    "site '%s': edgesite_etcd_witness '%s' is not a host of this site; name one "
-                    "of its workers (or another small host in the site)" % (site, witness)
-                )
-            elif by_host[witness]["is_master"]:
-                problems.append(
-                    "site '%s': edgesite_etcd_witness '%s' is already a master; the witness must "
-                    "be a third host, e.g. a worker" % (site, witness)
-                )
-        elif not acknowledged:
-            problems.append(
-                "site '%s' has 2 masters and no etcd witness: a 2-member etcd needs both members "
-                "for quorum, so losing either master stops the whole control plane. Set "
-                "edgesite_etcd_witness to a third host of the site (e.g. a worker), or accept "
-                "the risk with edgesite_etcd_two_member_risk_acknowledged: true" % site
-            )
-    return problems
+        return [
+            f"site '{site}': edgesite_datastore 'sqlite' works with exactly one master, the site "
+            f"has {len(masters)}; use 'embedded' or 'external' etcd for an HA site"
+        ]
+    if len(masters) != 2:
+        return []
+    if settings.get("etcd_witness"):
+        return _check_witness(site, records, settings["etcd_witness"])
+    if settings.get("etcd_two_member_risk_acknowledged") is True:
+        return []
+    return [
+        f"site '{site}' has 2 masters and no etcd witness: a 2-member etcd needs both members "
+        "for quorum, so losing either master stops the whole control plane. Set "
+        "edgesite_etcd_witness to a third host of the site (e.g. a worker), or accept the risk "
+        "with edgesite_etcd_two_member_risk_acknowledged: true"
+    ]
 
 
-def _check_site_settings(site, record):
+def _check_site_settings(site, settings):
     problems = []
-    version = record.get("k3s_version")
+    version = settings.get("k3s_version")
     if not isinstance(version, str) or not _K3S_VERSION.match(version):
         problems.append(
-            "site '%s': edgesite_k3s_version %r is not a pinned k3s release; use the form "
-            "v1.31.4+k3s1" % (site, version)
+            f"site '{site}': edgesite_k3s_version {version!r} is not a pinned k3s release; "
+            "use the form v1.31.4+k3s1"
         )
-    vip = record.get("site_vip")
+    vip = settings.get("site_vip")
     if vip:
         try:
             ipaddress.ip_address(str(vip))
         except ValueError:
             problems.append(
-                "site '%s': edgesite_site_vip %r is not an IP address; give the virtual IP the "
-                "site's API is reached at, or leave it empty" % (site, vip)
+                f"site '{site}': edgesite_site_vip {vip!r} is not an IP address; give the "
+                "virtual IP the site's API is reached at, or leave it empty"
             )
     return problems
 
 
-def site_problems(records, groups, masters_group="edgesite_masters", workers_group="edgesite_workers"):
+def site_problems(
+    records, groups, masters_group="edgesite_masters", workers_group="edgesite_workers"
+):
     """Validate the whole inventory; return a list of problems (empty when valid).
 
     records: one dict per host with keys host, site, is_master, is_worker, node_name,
