@@ -242,28 +242,18 @@ def full_script(state: NftState, existing_chains: set[str], existing_sets: set[s
     """One transaction that makes the table exactly `state`, keeping dynamic set contents.
 
     Unlike deleting and recreating the table, this keeps the affinity sets (clients stay on
-    their endpoint) and never leaves a moment without rules.
+    their endpoint) and never leaves a moment without rules. `flush table` empties every
+    chain but leaves set elements, so the static maps are flushed by name.
     """
-    out = [f"add table {_T}"]
-    for name, decl in state.sets.items():
-        out.append(_add_set(name, decl))
+    out = [f"add table {_T}", f"flush table {_T}"]
     for name in STATIC_SETS:
-        out.append(f"flush {_kind(state, name)} {_T} {name}")
-    for name in state.chains:
-        out.append(_add_chain(name))
-    for name in sorted(set(state.chains) | existing_chains):
-        out.append(f"flush chain {_T} {name}")
+        if name in existing_sets:
+            out.append(f"flush {_kind(state, name)} {_T} {name}")
     for name in sorted(existing_chains - set(state.chains)):
         out.append(f"delete chain {_T} {name}")
     for name in sorted(existing_sets - set(state.sets)):
         out.append(f"delete set {_T} {name}")
-    for name, rules in state.chains.items():
-        out.extend(f"add rule {_T} {name} {rule}" for rule in rules)
-    for name, elems in state.elements.items():
-        if elems:
-            body = ", ".join(_elem(k, v) for k, v in elems.items())
-            out.append(f"add element {_T} {name} {{ {body} }}")
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n" + render_text(state)
 
 
 def partial_script(old: NftState, new: NftState) -> str:
@@ -304,17 +294,17 @@ def list_existing(runner: Runner) -> tuple[set[str], set[str]]:
     """Names of the chains and sets/maps our table has in the kernel right now."""
     chains: set[str] = set()
     sets: set[str] = set()
-    for argv, target in (
-        (["nft", "list", "chains", FAMILY], chains),
-        (["nft", "-t", "list", "sets", FAMILY], sets),
-    ):
-        ours = False
-        for line in runner.run(argv).splitlines():
-            words = line.split()
-            if len(words) >= 3 and words[0] == "table":
-                ours = words[1] == FAMILY and words[2] == TABLE
-            elif ours and len(words) >= 2 and words[0] in ("chain", "set", "map"):
-                target.add(words[1])
+    # One nft process for both listings; terse (-t) leaves out set elements.
+    listing = runner.run(["nft", "-t", "-f", "-"], f"list chains {FAMILY}\nlist sets {FAMILY}\n")
+    ours = False
+    for line in listing.splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[0] == "table":
+            ours = words[1] == FAMILY and words[2] == TABLE
+        elif ours and len(words) >= 2 and words[0] == "chain":
+            chains.add(words[1])
+        elif ours and len(words) >= 2 and words[0] in ("set", "map"):
+            sets.add(words[1])
     return chains, sets
 
 

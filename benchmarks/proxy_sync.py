@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Benchmark of kube-proxy-lite syncs, for the nftables and the iptables backend.
+
+For 1,000 / 5,000 / 10,000 services x 10 endpoints, each in a throwaway network namespace
+(`unshare --net`, gone when the measuring process exits; the host's rules are never touched):
+  full sync    the real Proxy from "both kinds synced" to "rules applied" (model -> ruleset ->
+               applied), including reading back what the kernel has;
+  raw apply    `nft -f` (or `iptables-restore --noflush`) of the same ruleset file into an
+               empty namespace: the floor any implementation pays;
+  one change   one endpoint removed from one service's EndpointSlice, event to applied
+               (median of several changes), while the other services stay programmed.
+Last lines: `proxy_one_change_ms: X` and `proxy_sync_overhead_1k: X` (nftables, total / raw
+at 1k services); the iptables figures come just before them.
+
+Run as root: python3 benchmarks/proxy_sync.py [--sizes 1000,5000,10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+ENDPOINTS = 10
+CHANGES = 7
+
+
+def objects(n: int) -> list[dict]:
+    out = []
+    for s in range(n):
+        name = f"svc-{s}"
+        out.append(
+            {
+                "kind": "Service",
+                "metadata": {"name": name, "namespace": "bench"},
+                "spec": {
+                    "type": "ClusterIP",
+                    "clusterIP": f"10.{96 + s // 65536}.{s // 256 % 256}.{s % 256}",
+                    "ports": [{"name": "http", "protocol": "TCP", "port": 80}],
+                },
+            }
+        )
+        eps = []
+        for e in range(ENDPOINTS):
+            k = s * ENDPOINTS + e
+            eps.append(
+                {
+                    "addresses": [f"10.{128 + k // 65536}.{k // 256 % 256}.{k % 256}"],
+                    "conditions": {"ready": True},
+                    "nodeName": "edge-1" if e == 0 else "edge-2",
+                }
+            )
+        out.append(
+            {
+                "kind": "EndpointSlice",
+                "addressType": "IPv4",
+                "metadata": {
+                    "name": f"{name}-x",
+                    "namespace": "bench",
+                    "labels": {"kubernetes.io/service-name": name},
+                },
+                "ports": [{"name": "http", "protocol": "TCP", "port": 8080}],
+                "endpoints": eps,
+            }
+        )
+    return out
+
+
+def wait_syncs(proxy, count: int, timeout: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout
+    while proxy.stats["syncs"] < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"sync did not finish: {proxy.last_error}")
+        time.sleep(0.0005)
+
+
+def inner(backend: str, n: int) -> dict:
+    """Runs inside a fresh network namespace."""
+    from edgesite_agent.events import EventType
+    from edgesite_agent.proxy import iptables, nft
+    from edgesite_agent.proxy.config import parse_settings
+    from edgesite_agent.proxy.proxy import Proxy
+    from edgesite_agent.proxy.runner import Runner
+
+    settings = parse_settings(
+        {"backend": backend, "min_sync_interval": 0.0, "cluster_cidrs": ["10.128.0.0/10"]}
+    )
+    log = logging.getLogger("bench")
+    objs = objects(n)
+    proxy = Proxy(settings, "edge-1", log, Runner())
+    for obj in objs:
+        proxy.on_event(obj["kind"], EventType.ADDED, obj)
+    proxy.start()
+    time.sleep(0.2)  # backend probe done before the clock starts
+    t0 = time.perf_counter()
+    proxy.on_synced("Service")
+    proxy.on_synced("EndpointSlice")
+    wait_syncs(proxy, 1)
+    full_s = time.perf_counter() - t0
+    assert proxy.stats["failures"] == 0, proxy.last_error
+
+    changes = []
+    for i in range(CHANGES):
+        sl = dict(objs[2 * (i * 37 % n) + 1])
+        sl["endpoints"] = sl["endpoints"][: ENDPOINTS - 1 - i % 3]
+        before = proxy.stats["syncs"]
+        t = time.perf_counter()
+        proxy.on_event("EndpointSlice", EventType.MODIFIED, sl)
+        wait_syncs(proxy, before + 1)
+        changes.append(time.perf_counter() - t)
+    assert proxy.stats["failures"] == 0, proxy.last_error
+    proxy.stop()
+
+    # The same ruleset, applied raw into an emptied namespace.
+    backend_obj = proxy._backend
+    state = backend_obj.applied
+    with tempfile.NamedTemporaryFile("w", suffix=".rules", delete=False) as fh:
+        if backend == "nftables":
+            fh.write(nft.render_text(state))
+        else:
+            fh.write(iptables.render_text(state))
+        path = fh.name
+    size = os.path.getsize(path)
+    if backend == "nftables":
+        nft.cleanup(Runner())
+        argv = ["nft", "-f", path]
+    else:
+        iptables.cleanup(Runner())
+        argv = ["iptables-restore", "-w", "5", "--noflush", path]
+    t = time.perf_counter()
+    subprocess.run(argv, check=True)
+    raw_s = time.perf_counter() - t
+    os.unlink(path)
+    return {
+        "full_s": full_s,
+        "raw_s": raw_s,
+        "one_change_ms": statistics.median(changes) * 1000,
+        "ruleset_bytes": size,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1000,5000,10000")
+    ap.add_argument("--backends", default="iptables,nftables")
+    ap.add_argument("--inner", nargs=2, metavar=("BACKEND", "N"))
+    args = ap.parse_args()
+    if args.inner:
+        print(json.dumps(inner(args.inner[0], int(args.inner[1]))))
+        return 0
+    if os.geteuid() != 0:
+        print("needs root (network namespaces)", file=sys.stderr)
+        return 1
+    results: dict[str, dict[int, dict]] = {}
+    for backend in args.backends.split(","):
+        for n in (int(x) for x in args.sizes.split(",")):
+            proc = subprocess.run(
+                ["unshare", "--net", sys.executable, __file__, "--inner", backend, str(n)],
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
+            if proc.returncode != 0:
+                print(proc.stderr, file=sys.stderr)
+                return 1
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            results.setdefault(backend, {})[n] = r
+            print(
+                f"{backend:9s} services={n:6d} endpoints={n * ENDPOINTS:7d} "
+                f"full_sync_s={r['full_s']:.3f} raw_apply_s={r['raw_s']:.3f} "
+                f"overhead={r['full_s'] / r['raw_s']:.2f} one_change_ms={r['one_change_ms']:.1f} "
+                f"ruleset_kib={r['ruleset_bytes'] / 1024:.0f}",
+                flush=True,
+            )
+    names = {"iptables": "proxy_iptables_", "nftables": "proxy_"}
+    for backend in ("iptables", "nftables"):
+        if backend not in results:
+            continue
+        res = results[backend]
+        prefix = names[backend]
+        for n, r in sorted(res.items()):
+            print(f"{prefix}one_change_ms_{n // 1000}k: {r['one_change_ms']:.1f}")
+        first = res[min(res)]
+        if backend == "iptables":
+            print(f"{prefix}one_change_ms: {first['one_change_ms']:.1f}")
+            print(f"{prefix}sync_overhead_1k: {first['full_s'] / first['raw_s']:.2f}")
+    if "nftables" in results:
+        first = results["nftables"][min(results["nftables"])]
+        print(f"proxy_one_change_ms: {first['one_change_ms']:.1f}")
+        print(f"proxy_sync_overhead_1k: {first['full_s'] / first['raw_s']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
