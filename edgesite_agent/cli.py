@@ -1,0 +1,186 @@
+"""`edgesite-agent` command line: run, status, dump, and the proxy's own subcommands.
+
+Exit codes: 0 ok, 1 not ready / failure, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+KIND_ALIASES = {
+    "pod": "Pod", "pods": "Pod", "po": "Pod",
+    "node": "Node", "nodes": "Node", "no": "Node",
+    "service": "Service", "services": "Service", "svc": "Service",
+    "endpointslice": "EndpointSlice", "endpointslices": "EndpointSlice",
+    "configmap": "ConfigMap", "configmaps": "ConfigMap", "cm": "ConfigMap",
+    "secret": "Secret", "secrets": "Secret",
+}  # fmt: skip
+API_VERSIONS = {"EndpointSlice": "discovery.k8s.io/v1"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edgesite_agent import __version__
+
+    p = argparse.ArgumentParser(prog="edgesite-agent", description="EdgeSite edge agent")
+    p.add_argument("--version", action="version", version=f"edgesite-agent {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the agent")
+    run.add_argument("--config", required=True, help="agent config file (JSON)")
+    run.set_defaults(func=cmd_run)
+
+    st = sub.add_parser("status", help="ask a running agent whether it is ready")
+    st.add_argument("--config", help="agent config file (to find the local API)")
+    st.add_argument("--url", help="local API URL (default http://127.0.0.1:10260)")
+    st.set_defaults(func=cmd_status)
+
+    dump = sub.add_parser("dump", help="print cached objects of KIND as a Kubernetes List")
+    dump.add_argument("kind", help="pods, nodes, services, endpointslices, configmaps, secrets")
+    src = dump.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", help="agent config file (to find the store)")
+    src.add_argument("--store", help="path of the store file")
+    dump.add_argument("-n", "--namespace", help="only this namespace")
+    dump.set_defaults(func=cmd_dump)
+
+    try:  # the proxy adds its own group when it is part of this build
+        from edgesite_agent.proxy import cli as proxy_cli
+    except ImportError:
+        proxy_cli = None
+    if proxy_cli is not None and hasattr(proxy_cli, "add_parser"):
+        proxy_cli.add_parser(sub)
+    return p
+
+
+def _load(path: str) -> Any:
+    from edgesite_agent.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"edgesite-agent: config error in {path}: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    logging.basicConfig(
+        level=cfg.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    log = logging.getLogger("edgesite_agent")
+    from edgesite_agent.agent import Agent
+    from edgesite_agent.kubeconfig import KubeconfigError
+
+    agent = Agent(cfg, log)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: agent.stop_event.set())
+    try:
+        agent.start()
+    except KubeconfigError as exc:
+        key = (
+            "proxy_kubeconfig"
+            if cfg.proxy_kubeconfig and cfg.proxy_kubeconfig in str(exc)
+            else "kubeconfig"
+        )
+        print(f"edgesite-agent: config error: {key}: {exc}", file=sys.stderr)
+        agent.stop()
+        return 2
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        agent.stop()
+        return 1
+    agent.wait()
+    log.info("stopping")
+    agent.stop()
+    return 0
+
+
+def _local_url(args: argparse.Namespace) -> str | None:
+    if args.url:
+        return args.url.rstrip("/")
+    if args.config:
+        cfg = _load(args.config)
+        if cfg is None:
+            return None
+        host = f"[{cfg.listen_address}]" if ":" in cfg.listen_address else cfg.listen_address
+        return f"http://{host}:{cfg.listen_port}"
+    return "http://127.0.0.1:10260"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    base = _local_url(args)
+    if base is None:
+        return 2
+    try:
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as resp:
+            metrics = resp.read().decode()
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=5) as resp:
+                ready = resp.status == 200
+        except urllib.error.HTTPError as exc:
+            ready = exc.code == 200
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"agent not reachable at {base}: {exc}", file=sys.stderr)
+        return 1
+    print(f"ready: {'yes' if ready else 'no'}")
+    for line in metrics.splitlines():
+        if line.startswith(("edgesite_agent_objects", "edgesite_agent_synced",
+                            "edgesite_agent_seconds_since_api_contact")):  # fmt: skip
+            print("  " + line.removeprefix("edgesite_agent_"))
+    return 0 if ready else 1
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from edgesite_agent.store import StoreError, open_readonly
+
+    kind = KIND_ALIASES.get(args.kind.lower())
+    if kind is None:
+        print(f"edgesite-agent: unknown kind {args.kind!r}", file=sys.stderr)
+        return 2
+    path = args.store
+    if path is None:
+        cfg = _load(args.config)
+        if cfg is None:
+            return 2
+        path = cfg.store_path
+    try:
+        db = open_readonly(path)
+        sql = "SELECT json FROM objects WHERE kind=?"
+        params: list[str] = [kind]
+        if args.namespace:
+            sql += " AND namespace=?"
+            params.append(args.namespace)
+        rows = db.execute(sql + " ORDER BY namespace, name", params)
+        row = db.execute("SELECT resource_version FROM kinds WHERE kind=?", (kind,)).fetchone()
+        out = sys.stdout
+        head = {"kind": f"{kind}List", "apiVersion": API_VERSIONS.get(kind, "v1"),
+                "metadata": {"resourceVersion": row[0] if row else ""}}  # fmt: skip
+        out.write(json.dumps(head)[:-1] + ', "items": [')
+        for i, (text,) in enumerate(rows):
+            out.write(("," if i else "") + "\n" + text)
+        out.write("\n]}\n")
+        db.close()
+    except (StoreError, sqlite3.DatabaseError) as exc:
+        print(f"edgesite-agent: cannot read store {path}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)

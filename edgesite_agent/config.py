@@ -1,0 +1,133 @@
+"""The agent's configuration file (JSON; Ansible writes it with `to_nice_json`).
+
+Every problem is reported as `ConfigError("<key>: <problem>")` so an operator knows which
+line to fix. Unknown keys are errors too: a typo must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node_name: str
+    store_path: str
+    kubeconfig: str | None = None  # the node's kubelet identity (Node authorizer)
+    proxy_kubeconfig: str | None = None  # kube-proxy identity: Services, EndpointSlices
+    in_cluster: bool = False
+    listen_address: str = "127.0.0.1"
+    listen_port: int = 10260
+    cache_secrets: bool = False
+    watch_list: bool = False
+    page_size: int = 500
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    watch_idle_timeout_s: float = 90.0
+    refs_refresh_s: float = 60.0
+    store_cache_kib: int = 512
+    log_level: str = "INFO"
+    proxy: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def proxy_enabled(self) -> bool:
+        return bool(self.proxy.get("enabled"))
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "node_name": (str,),
+    "store_path": (str,),
+    "kubeconfig": (str,),
+    "proxy_kubeconfig": (str,),
+    "in_cluster": (bool,),
+    "listen_address": (str,),
+    "listen_port": (int,),
+    "cache_secrets": (bool,),
+    "watch_list": (bool,),
+    "page_size": (int,),
+    "connect_timeout_s": (int, float),
+    "read_timeout_s": (int, float),
+    "watch_idle_timeout_s": (int, float),
+    "refs_refresh_s": (int, float),
+    "store_cache_kib": (int,),
+    "log_level": (str,),
+    "proxy": (dict,),
+}
+_REQUIRED = ("node_name", "store_path")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _type_name(types: tuple[type, ...]) -> str:
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string",
+             dict: "an object"}  # fmt: skip
+    return " or ".join(names[t] for t in types if not (t is int and float in types))
+
+
+def parse_config(data: Any) -> AgentConfig:
+    if not isinstance(data, dict):
+        raise ConfigError("<top level>: must be a JSON object")
+    for key in data:
+        if key not in _TYPES:
+            raise ConfigError(f"{key}: unknown key (known: {', '.join(sorted(_TYPES))})")
+    for key in _REQUIRED:
+        if key not in data:
+            raise ConfigError(f"{key}: required key is missing")
+    for key, value in data.items():
+        types = _TYPES[key]
+        # bool is an int in Python; a JSON true must not pass as a port number.
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ConfigError(
+                f"{key}: must be {_type_name(types)}, got {type(value).__name__} {value!r}"
+            )
+    cfg = AgentConfig(**data)
+    if not cfg.node_name.strip() or len(cfg.node_name) > 253:
+        raise ConfigError("node_name: must be a non-empty node name")
+    if not cfg.store_path.strip():
+        raise ConfigError("store_path: must not be empty")
+    if not cfg.in_cluster and not cfg.kubeconfig:
+        raise ConfigError("kubeconfig: required unless in_cluster is true")
+    for key in ("kubeconfig", "proxy_kubeconfig"):
+        path = getattr(cfg, key)
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{key}: file {path} does not exist")
+    try:
+        addr = ipaddress.ip_address(cfg.listen_address)
+    except ValueError as exc:
+        raise ConfigError(f"listen_address: not an IP address: {cfg.listen_address!r}") from exc
+    if not addr.is_loopback:
+        # The local API serves cached objects (Secrets too, if cached) without auth.
+        raise ConfigError(f"listen_address: must be a loopback address, got {addr}")
+    if not 0 <= cfg.listen_port <= 65535:
+        raise ConfigError(f"listen_port: must be 0-65535, got {cfg.listen_port}")
+    if not 1 <= cfg.page_size <= 10000:
+        raise ConfigError(f"page_size: must be 1-10000, got {cfg.page_size}")
+    for key in ("connect_timeout_s", "read_timeout_s", "watch_idle_timeout_s", "refs_refresh_s"):
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"{key}: must be greater than 0")
+    if cfg.log_level.upper() not in _LOG_LEVELS:
+        raise ConfigError(f"log_level: must be one of {', '.join(_LOG_LEVELS)}")
+    if "enabled" in cfg.proxy and not isinstance(cfg.proxy["enabled"], bool):
+        raise ConfigError("proxy.enabled: must be true/false")
+    return cfg
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"<file>: cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"<file>: {path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    return parse_config(data)

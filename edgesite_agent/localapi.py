@@ -1,0 +1,205 @@
+"""Read-only local API on loopback: cached objects in Kubernetes JSON shape, plus health.
+
+Node-local consumers (scripts, DaemonSets using hostNetwork) read what the node knows even
+while the masters are unreachable, like KubeEdge's MetaServer. Lists stream stored JSON
+texts straight from SQLite without decoding them, so serving a big list costs little.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from edgesite_agent.status import Status
+from edgesite_agent.store import Store
+
+# plural -> (kind, apiVersion, namespaced)
+RESOURCES: dict[str, tuple[str, str, bool]] = {
+    "pods": ("Pod", "v1", True),
+    "nodes": ("Node", "v1", False),
+    "configmaps": ("ConfigMap", "v1", True),
+    "secrets": ("Secret", "v1", True),
+    "services": ("Service", "v1", True),
+    "endpointslices": ("EndpointSlice", "discovery.k8s.io/v1", True),
+}
+
+
+def _status(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}  # fmt: skip
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], api: LocalAPI) -> None:
+        self.api = api
+        if ":" in addr[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(addr, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        self.server.api.log.debug("local api: " + format, *args)
+
+    def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, code: int, obj: Any) -> None:
+        self._send(code, json.dumps(obj, separators=(",", ":")).encode())
+
+    def do_GET(self) -> None:
+        api = self.server.api
+        url = urlsplit(self.path)
+        path = url.path.rstrip("/")
+        if path == "/healthz":
+            return self._send(200, b"ok", "text/plain")
+        if path == "/readyz":
+            ready = api.status.ready()
+            return self._send(200 if ready else 503, b"ok" if ready else b"not ready",
+                              "text/plain")  # fmt: skip
+        if path == "/metrics":
+            text = api.status.render(api.store.counts(), api.store.size_bytes())
+            return self._send(200, text.encode(), "text/plain; version=0.0.4")
+        route = _route(path)
+        if route is None:
+            return self._json(404, _status(404, "NotFound", f"the server could not find {path}"))
+        plural, ns, name = route
+        kind, api_version, _ = RESOURCES[plural]
+        if plural == "secrets" and not api.cache_secrets:
+            return self._json(403, _status(
+                403, "Forbidden", "secrets are not cached on this node (cache_secrets=false)"
+            ))  # fmt: skip
+        if name is not None:
+            text = api.store.get_json(kind, ns or "", name)
+            if text is None:
+                return self._json(404, _status(404, "NotFound", f'{plural} "{name}" not found'))
+            return self._send(200, text.encode())
+        q = parse_qs(url.query)
+        self._stream_list(kind, api_version, ns, q.get("labelSelector", [""])[0])
+
+    do_HEAD = do_GET
+
+    def _stream_list(self, kind: str, api_version: str, ns: str | None, labels: str) -> None:
+        api = self.server.api
+        keep = _label_filter(labels)
+        rv = api.store.resource_version(kind)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if self.command == "HEAD":
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        head = json.dumps({"kind": f"{kind}List", "apiVersion": api_version,
+                           "metadata": {"resourceVersion": rv}})  # fmt: skip
+        parts = [head[:-1] + ',"items":[']
+        first = True
+        for text in api.store.iter_json(kind, ns):
+            if keep is not None and not keep(json.loads(text)):
+                continue
+            parts.append(text if first else "," + text)
+            first = False
+            if len(parts) >= 100:
+                self._chunk("".join(parts))
+                parts = []
+        parts.append("]}")
+        self._chunk("".join(parts))
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _chunk(self, text: str) -> None:
+        data = text.encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def do_POST(self) -> None:
+        self._json(405, _status(405, "MethodNotAllowed", "the local API is read-only"))
+
+    do_PUT = do_DELETE = do_PATCH = do_POST
+
+
+def _route(path: str) -> tuple[str, str | None, str | None] | None:
+    parts = [p for p in path.split("/") if p]
+    if parts[:2] == ["api", "v1"]:
+        rest, group = parts[2:], "v1"
+    elif parts[:3] == ["apis", "discovery.k8s.io", "v1"]:
+        rest, group = parts[3:], "discovery.k8s.io/v1"
+    else:
+        return None
+    ns = None
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        ns, rest = rest[1], rest[2:]
+    if not rest or len(rest) > 2 or rest[0] not in RESOURCES:
+        return None
+    plural = rest[0]
+    _, api_version, namespaced = RESOURCES[plural]
+    if api_version != group or (ns is not None and not namespaced):
+        return None
+    name = rest[1] if len(rest) == 2 else None
+    if name is not None and namespaced and ns is None:
+        return None
+    return plural, ns, name
+
+
+def _label_filter(selector: str) -> Callable[[dict[str, Any]], bool] | None:
+    """Equality label selectors (`a=b,c!=d,e,!f`); enough for node-local consumers."""
+    terms = [t.strip() for t in selector.split(",") if t.strip()]
+    if not terms:
+        return None
+
+    def keep(obj: dict[str, Any]) -> bool:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        for t in terms:
+            if t.startswith("!"):
+                ok = t[1:] not in labels
+            elif "!=" in t:
+                k, _, v = t.partition("!=")
+                ok = labels.get(k) != v
+            elif "=" in t:
+                k, _, v = t.partition("==" if "==" in t else "=")
+                ok = labels.get(k) == v
+            else:
+                ok = t in labels
+            if not ok:
+                return False
+        return True
+
+    return keep
+
+
+class LocalAPI:
+    def __init__(
+        self, store: Store, status: Status, log: logging.Logger, address: str, port: int,
+        cache_secrets: bool,
+    ) -> None:  # fmt: skip
+        self.store, self.status, self.log = store, status, log
+        self.cache_secrets = cache_secrets
+        self._httpd = _Server((address, port), self)
+        self.port = self._httpd.server_address[1]
+        host = f"[{address}]" if ":" in address else address
+        self.url = f"http://{host}:{self.port}"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="localapi", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
