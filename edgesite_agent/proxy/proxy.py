@@ -49,6 +49,7 @@ class Proxy:
         self.last_error: str | None = None
         self._applying = False
         self._full_requested = False
+        self._full_needed = True  # first apply, and after a failure
 
     # ---- event side (informer / store thread) ----
     def on_event(self, kind: str, event_type: EventType, obj: dict[str, Any]) -> None:
@@ -121,7 +122,7 @@ class Proxy:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                busy = self._dirty or self._applying or self._full_requested
+                busy = self._dirty or self._applying or self._full_requested or self._full_needed
                 if self._ready.is_set() and not busy:
                     return True
             time.sleep(0.01)
@@ -132,7 +133,6 @@ class Proxy:
         backoff = 0.0
         last_sync = 0.0
         last_full = 0.0
-        full_needed = True
         # Probing the backend runs nft/iptables: done here, never under the event lock.
         self._backend = make_backend(self.settings, self.runner)
         self.log.info("proxy: using the %s backend", self._backend.name)
@@ -142,7 +142,7 @@ class Proxy:
                     if set(KINDS) <= self._synced:
                         now = time.monotonic()
                         due_full = now - last_full >= self.settings.full_resync_interval
-                        wanted = bool(self._dirty) or full_needed or due_full
+                        wanted = bool(self._dirty) or self._full_needed or due_full
                         wanted = wanted or self._full_requested
                         # The first sync is immediate: offline restarts must program rules at once.
                         earliest = last_sync + max(self.settings.min_sync_interval, backoff)
@@ -161,7 +161,7 @@ class Proxy:
                     return
                 dirty, self._dirty = self._dirty, set()
                 full = (
-                    full_needed
+                    self._full_needed
                     or self._full_requested
                     or time.monotonic() - last_full >= self.settings.full_resync_interval
                 )
@@ -178,18 +178,18 @@ class Proxy:
                 backoff = min(self.settings.retry_backoff_max, max(1.0, backoff * 2))
                 backoff *= random.uniform(0.9, 1.1)  # no lockstep retries across nodes
                 self.log.error("proxy: applying rules failed, keeping the previous rules: %s", exc)
-                full_needed = True
                 with self._lock:
+                    self._full_needed = True  # the kernel may differ from what we think
                     self._applying = False
                 continue
             backoff = 0.0
-            full_needed = False
             if mode == "full":
                 last_full = last_sync
                 self.stats["full_syncs"] += 1
             self.stats["syncs"] += 1
             with self._lock:
                 self._applying = False
+                self._full_needed = False
             if not self._ready.is_set():
                 self.log.info(
                     "proxy: rules programmed (%s backend, %d services) in %.0f ms",

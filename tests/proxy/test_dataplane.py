@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -202,6 +203,44 @@ def test_full_resync_repairs_drift_and_keeps_foreign_rules(harness: Harness) -> 
     assert harness.topo.requests("10.96.0.90", 80, 2) == ["backend-1"] * 2
     listing = runner.run(["nft", "list", "ruleset"] if nft else ["iptables-save"])
     assert "table ip other" in listing if nft else "-A OTHER-CHAIN -j ACCEPT" in listing
+
+
+def test_failed_update_keeps_previous_rules_then_recovers(harness: Harness) -> None:
+    runner = harness.proxy.runner
+    nft = harness.proxy._backend is not None and harness.proxy._backend.name == "nftables"
+    harness.put(
+        service("steady", "10.96.0.91", PORTS),
+        endpoint_slice("steady", harness.eps(1), SLICE_PORTS),
+    )
+    # Drift that makes the next incremental update fail in the kernel.
+    new = [service("later", "10.96.0.92", PORTS)]
+    if nft:
+        # The chain a service without endpoints jumps to disappears.
+        runner.run(["nft", "flush", "map", "ip", "edgesite", "no-endpoint-services"])
+        runner.run(["nft", "flush", "map", "ip", "edgesite", "no-endpoint-nodeports"])
+        runner.run(["nft", "delete", "chain", "ip", "edgesite", "reject-chain"])
+        expected = ["refused"] * 2
+    else:
+        # The masquerade check chain a new service chain jumps to disappears.
+        for line in runner.run(["iptables-save", "-t", "nat"]).splitlines():
+            if line.startswith("-A ") and line.endswith("-j ESITE-MASQ-CHECK"):
+                runner.run(["iptables", "-w", "-t", "nat", "-D", *line[3:].split()])
+        runner.run(["iptables", "-w", "-t", "nat", "-F", "ESITE-MASQ-CHECK"])
+        runner.run(["iptables", "-w", "-t", "nat", "-X", "ESITE-MASQ-CHECK"])
+        new.append(endpoint_slice("later", harness.eps(2), SLICE_PORTS))
+        expected = ["backend-3"] * 2
+    failures = harness.proxy.stats["failures"]
+    for obj in new:
+        harness.proxy.on_event(obj["kind"], EventType.ADDED, obj)
+    deadline = time.monotonic() + 10
+    while harness.proxy.stats["failures"] == failures and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert harness.proxy.stats["failures"] > failures, "the update should have failed"
+    # The failed transaction changed nothing: the existing service still answers.
+    assert harness.topo.requests("10.96.0.91", 80, 2) == ["backend-2"] * 2
+    # The retry (after backoff) is a full sync: it repairs the drift and applies the update.
+    assert harness.proxy.wait_idle(20), harness.proxy.last_error
+    assert harness.topo.requests("10.96.0.92", 80, 2, timeout=2.0) == expected
 
 
 def test_cleanup_removes_ours_only(harness: Harness) -> None:
