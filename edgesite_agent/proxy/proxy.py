@@ -12,7 +12,8 @@ from edgesite_agent.events import EventType
 from edgesite_agent.proxy.backends import Backend, make_backend
 from edgesite_agent.proxy.cache import ObjectCache, parse_service, parse_slice
 from edgesite_agent.proxy.config import ProxySettings
-from edgesite_agent.proxy.model import build_service
+from edgesite_agent.proxy.conntrack import forget, udp_endpoints
+from edgesite_agent.proxy.model import Endpoint, build_service
 from edgesite_agent.proxy.render import object_key
 from edgesite_agent.proxy.runner import ApplyError, Runner
 
@@ -50,6 +51,9 @@ class Proxy:
         self._applying = False
         self._full_requested = False
         self._full_needed = True  # first apply, and after a failure
+        # UDP endpoints per service, and those removed whose flows are still to be forgotten
+        self._udp: dict[str, set[Endpoint]] = {}
+        self._stale_udp: set[Endpoint] = set()
 
     # ---- event side (informer / store thread) ----
     def on_event(self, kind: str, event_type: EventType, obj: dict[str, Any]) -> None:
@@ -188,8 +192,15 @@ class Proxy:
                 self.stats["full_syncs"] += 1
             self.stats["syncs"] += 1
             with self._lock:
-                self._applying = False
                 self._full_needed = False
+                # Endpoints back in some service (moved, re-added) keep their flows.
+                in_use = set().union(*self._udp.values()) if self._udp else set()
+                stale, self._stale_udp = self._stale_udp - in_use, set()
+            if stale:
+                # Only now: the rules no longer send new flows there.
+                forget(self.runner, stale, self.log)
+            with self._lock:
+                self._applying = False
             if not self._ready.is_set():
                 self.log.info(
                     "proxy: rules programmed (%s backend, %d services) in %.0f ms",
@@ -207,9 +218,17 @@ class Proxy:
             svc = self._cache.services.get(key)
             if svc is None:
                 self._fragments.pop(key, None)
+                self._track_udp(key, set())
                 continue
             ports = build_service(svc, self._cache.slices_of(key), self.node_name, keep)
             self._fragments[key] = [self._backend.fragment(sp) for sp in ports]
+            self._track_udp(key, udp_endpoints(ports))
+
+    def _track_udp(self, key: str, now: set[Endpoint]) -> None:
+        before = self._udp.pop(key, set())
+        if now:
+            self._udp[key] = now
+        self._stale_udp |= before - now
 
     def _apply(self, fragments: list[Any], full: bool) -> str:
         assert self._backend is not None

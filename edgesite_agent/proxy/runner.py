@@ -18,6 +18,12 @@ class Runner:
     timeout: float = 120.0
 
     def run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> str:
+        return self.call(argv, stdin, check)[1]
+
+    def call(
+        self, argv: list[str], stdin: str | None = None, check: bool = False
+    ) -> tuple[int, str, str]:
+        """(exit code, stdout, stderr); raises ApplyError only if `check` and it failed."""
         try:
             proc = subprocess.run(
                 [*self.prefix, *argv],
@@ -33,4 +39,4 @@ class Runner:
             err = proc.stderr.strip().splitlines()
             # The first lines name the offending input line; thousands of lines help nobody.
             raise ApplyError(f"{' '.join(argv)} exited {proc.returncode}: {' | '.join(err[:6])}")
-        return proc.stdout
+        return proc.returncode, proc.stdout, proc.stderr

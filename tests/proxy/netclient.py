@@ -27,7 +27,25 @@ def one(proto: str, host: str, port: int, timeout: float) -> str:
             return f"error:{type(exc).__name__}:{exc.errno}"
 
 
+def session(host: str, port: int, timeout: float) -> None:
+    """One UDP socket (one conntrack flow) kept open; one request per line read on stdin."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect((host, port))
+        for _ in sys.stdin:
+            try:
+                sock.send(b"hi")
+                print(sock.recv(100).decode(), flush=True)
+            except TimeoutError:
+                print("timeout", flush=True)
+            except OSError as exc:
+                print(f"error:{type(exc).__name__}:{exc.errno}", flush=True)
+
+
 def main() -> None:
+    if sys.argv[1] == "udp-session":
+        session(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+        return
     proto, host, port, count, timeout = sys.argv[1:6]
     for _ in range(int(count)):  # bounded: stops by itself
         print(one(proto, host, int(port), float(timeout)), flush=True)

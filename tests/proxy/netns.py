@@ -117,6 +117,26 @@ class Topology:
         )
         return proc.stdout.split()
 
+    def udp_session(self, host: str, port: int) -> subprocess.Popen[str]:
+        """A client keeping one UDP socket open: write a line, read the answering backend."""
+        return subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.client,
+                sys.executable,
+                str(HERE / "netclient.py"),
+                "udp-session",
+                host,
+                str(port),
+                "2.0",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
     def destroy(self) -> None:
         for proc in self.servers:
             proc.kill()

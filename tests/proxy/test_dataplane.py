@@ -111,6 +111,28 @@ def test_udp_clusterip(harness: Harness) -> None:
     assert harness.topo.requests("10.96.0.53", 53, 5, proto="udp") == ["backend-2"] * 5
 
 
+def test_udp_flow_moves_when_its_endpoint_is_removed(harness: Harness) -> None:
+    svc = service("syslog", "10.96.0.54", [{"name": "dns", "protocol": "UDP", "port": 514}])
+    harness.put(svc, endpoint_slice("syslog", harness.eps(0), SLICE_PORTS))
+    client = harness.topo.udp_session("10.96.0.54", 514)
+    assert client.stdin is not None and client.stdout is not None
+    try:
+
+        def ask() -> str:
+            client.stdin.write("go\n")  # type: ignore[union-attr]
+            client.stdin.flush()  # type: ignore[union-attr]
+            return client.stdout.readline().strip()  # type: ignore[union-attr]
+
+        assert ask() == "backend-1"
+        # backend-1 leaves the service but keeps running: only conntrack cleanup moves the
+        # flow (same socket, same 5-tuple) to the new endpoint.
+        harness.put(endpoint_slice("syslog", harness.eps(1), SLICE_PORTS))
+        assert ask() == "backend-2"
+    finally:
+        client.kill()
+        client.wait(timeout=10)
+
+
 def test_nodeport(harness: Harness) -> None:
     svc = service("np", "10.96.0.20", [tcp(80, "http", nodePort=30080)], type="NodePort")
     harness.put(svc, endpoint_slice("np", harness.eps(0, 1, 2), SLICE_PORTS))
