@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgesite_agent.proxy import iptables, nft
-from edgesite_agent.proxy.config import ProxySettings
+from edgesite_agent.proxy.config import IPTABLES_VARIANTS, ProxySettings
 from edgesite_agent.proxy.runner import Runner
 
 Backend = nft.NftBackend | iptables.IptablesBackend
@@ -16,7 +16,8 @@ def make_backend(settings: ProxySettings, runner: Runner, choice: str | None = N
         choice = "nftables" if nft.available(runner) else "iptables"
     if choice == "nftables":
         return nft.NftBackend(settings, runner)
-    return iptables.IptablesBackend(settings, runner)
+    binary = IPTABLES_VARIANTS[settings.iptables_variant]
+    return iptables.IptablesBackend(settings, runner, binary)
 
 
 def cleanup_all(runner: Runner) -> list[str]:
@@ -24,6 +25,9 @@ def cleanup_all(runner: Runner) -> list[str]:
     removed = []
     if nft.cleanup(runner):
         removed.append("nftables")
-    if iptables.available(runner) and iptables.cleanup(runner):
-        removed.append("iptables")
-    return removed
+    # Each variant has its own rules (legacy in x_tables, nft in nf_tables): clean both.
+    seen = set()
+    for binary in ("iptables", "iptables-nft", "iptables-legacy"):
+        if iptables.available(runner, binary) and iptables.cleanup(runner, binary):
+            seen.add("iptables")
+    return removed + sorted(seen)

@@ -7,12 +7,16 @@ from dataclasses import dataclass
 from typing import Any
 
 BACKENDS = ("auto", "nftables", "iptables")
+# iptables flavour -> command prefix; "system" is whatever `iptables` points to.
+IPTABLES_VARIANTS = {"system": "iptables", "nft": "iptables-nft", "legacy": "iptables-legacy"}
 
 
 @dataclass(frozen=True)
 class ProxySettings:
     enabled: bool = True
     backend: str = "auto"
+    # iptables-nft gets slow with tens of thousands of rules; legacy may be chosen instead.
+    iptables_variant: str = "system"
     # kube-proxy's minSyncPeriod: bursts of events within this window become one apply.
     min_sync_interval: float = 1.0
     # A full (non-incremental) apply at least this often repairs rules edited behind our back.
@@ -68,6 +72,7 @@ def parse_settings(raw: Any) -> ProxySettings:
     known = {
         "enabled",
         "backend",
+        "iptables_variant",
         "min_sync_interval",
         "full_resync_interval",
         "retry_backoff_max",
@@ -84,6 +89,12 @@ def parse_settings(raw: Any) -> ProxySettings:
     backend = raw.get("backend", defaults.backend)
     if backend not in BACKENDS:
         raise ValueError(f"proxy.backend: must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    variant = raw.get("iptables_variant", defaults.iptables_variant)
+    if variant not in IPTABLES_VARIANTS:
+        raise ValueError(
+            f"proxy.iptables_variant: must be one of {', '.join(IPTABLES_VARIANTS)}, "
+            f"got {variant!r}"
+        )
     mark = raw.get("masquerade_mark", defaults.masquerade_mark)
     if (
         isinstance(mark, bool)
@@ -96,6 +107,7 @@ def parse_settings(raw: Any) -> ProxySettings:
     return ProxySettings(
         enabled=_bool("enabled", raw.get("enabled", defaults.enabled)),
         backend=backend,
+        iptables_variant=variant,
         min_sync_interval=_seconds(
             "min_sync_interval", raw.get("min_sync_interval", defaults.min_sync_interval), 0.0
         ),

@@ -287,22 +287,22 @@ def ensure_hooks(runner: Runner, binary: str) -> None:
 
 def cleanup(runner: Runner, binary: str = "iptables") -> bool:
     """Remove our hooks and every ESITE-* chain; True when something was there."""
-    found = False
+    # Reading first: *-save never creates tables, whereas -D would load legacy tables on a
+    # host that does not use them. Our hooks cannot exist without our chains.
+    stale = {t: existing_chains(runner, binary, t) for t in TABLES}
+    if not any(stale.values()):
+        return False
     for table, chain, match, target in HOOKS:
         for _ in range(100):  # bounded: duplicates from crashes are removed too
             try:
                 runner.run(_hook_argv(binary, "-D", table, chain, match, target))
-                found = True
             except ApplyError:
                 break
-    stale = {t: existing_chains(runner, binary, t) for t in TABLES}
-    if any(stale.values()):
-        found = True
-        runner.run(
-            [f"{binary}-restore", "-w", "5", "--noflush"],
-            restore_text(IptState(), IptState(), stale),
-        )
-    return found
+    runner.run(
+        [f"{binary}-restore", "-w", "5", "--noflush"],
+        restore_text(IptState(), IptState(), stale),
+    )
+    return True
 
 
 def available(runner: Runner, binary: str = "iptables") -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from edgesite_agent.events import EventType
-from edgesite_agent.proxy.config import parse_settings
+from edgesite_agent.proxy.config import IPTABLES_VARIANTS, parse_settings
 from edgesite_agent.proxy.proxy import Proxy
 from edgesite_agent.proxy.runner import Runner
 from tests.proxy.netns import BACKEND_PORT, NODE_IP, NODE_LISTENER_PORT, Topology
@@ -44,9 +44,10 @@ def topo() -> Iterator[Topology]:
 
 
 class Harness:
-    def __init__(self, topo: Topology, proxy: Proxy) -> None:
+    def __init__(self, topo: Topology, proxy: Proxy, ipt: str) -> None:
         self.topo = topo
         self.proxy = proxy
+        self.ipt = ipt  # iptables command of the variant under test
 
     def put(self, *objects: dict[str, Any]) -> None:
         for obj in objects:
@@ -62,14 +63,22 @@ class Harness:
         return [endpoint(self.topo.backend_ip(i), node=nodes.get(i, NODE)) for i in indexes]
 
 
-@pytest.fixture(scope="module", params=["nftables", "iptables"])
+@pytest.fixture(scope="module", params=["nftables", "iptables", "iptables-legacy"])
 def harness(request: pytest.FixtureRequest, topo: Topology) -> Iterator[Harness]:
     backend = request.param
-    tool = "nft" if backend == "nftables" else "iptables-restore"
+    variant = "system"
+    if backend == "iptables-legacy":
+        backend, variant = "iptables", "legacy"
+    tool = {"nftables": "nft", "iptables": f"{IPTABLES_VARIANTS[variant]}-restore"}[backend]
     if shutil.which(tool) is None:
         pytest.skip(f"{tool} not installed")
     settings = parse_settings(
-        {"backend": backend, "min_sync_interval": 0.0, "cluster_cidrs": ["10.244.0.0/16"]}
+        {
+            "backend": backend,
+            "iptables_variant": variant,
+            "min_sync_interval": 0.0,
+            "cluster_cidrs": ["10.244.0.0/16"],
+        }
     )
     runner = Runner(prefix=("ip", "netns", "exec", topo.node))
     proxy = Proxy(settings, NODE, logging.getLogger("test.proxy"), runner)
@@ -79,7 +88,7 @@ def harness(request: pytest.FixtureRequest, topo: Topology) -> Iterator[Harness]
     try:
         assert proxy.wait_ready(20), proxy.last_error
         assert proxy._backend is not None and proxy._backend.name == backend
-        yield Harness(topo, proxy)
+        yield Harness(topo, proxy, IPTABLES_VARIANTS[variant])
     finally:
         proxy.stop()
         from edgesite_agent.proxy.backends import cleanup_all
@@ -209,8 +218,8 @@ def test_full_resync_repairs_drift_and_keeps_foreign_rules(harness: Harness) -> 
     if nft:
         runner.run(["nft", "add table ip other; add chain ip other c; add rule ip other c accept"])
     else:
-        runner.run(["iptables", "-w", "-N", "OTHER-CHAIN"])
-        runner.run(["iptables", "-w", "-A", "OTHER-CHAIN", "-j", "ACCEPT"])
+        runner.run([harness.ipt, "-w", "-N", "OTHER-CHAIN"])
+        runner.run([harness.ipt, "-w", "-A", "OTHER-CHAIN", "-j", "ACCEPT"])
     svc = service("drift", "10.96.0.90", PORTS)
     harness.put(svc, endpoint_slice("drift", harness.eps(0), SLICE_PORTS))
     assert harness.topo.requests("10.96.0.90", 80, 2) == ["backend-1"] * 2
@@ -218,12 +227,12 @@ def test_full_resync_repairs_drift_and_keeps_foreign_rules(harness: Harness) -> 
     if nft:
         runner.run(["nft", "flush", "map", "ip", "edgesite", "service-ips"])
     else:
-        runner.run(["iptables", "-w", "-t", "nat", "-F", "ESITE-SERVICES"])
+        runner.run([harness.ipt, "-w", "-t", "nat", "-F", "ESITE-SERVICES"])
     assert "backend-1" not in harness.topo.requests("10.96.0.90", 80, 1, timeout=1.0)
     harness.proxy.resync()
     assert harness.proxy.wait_idle(20), harness.proxy.last_error
     assert harness.topo.requests("10.96.0.90", 80, 2) == ["backend-1"] * 2
-    listing = runner.run(["nft", "list", "ruleset"] if nft else ["iptables-save"])
+    listing = runner.run(["nft", "list", "ruleset"] if nft else [f"{harness.ipt}-save"])
     assert "table ip other" in listing if nft else "-A OTHER-CHAIN -j ACCEPT" in listing
 
 
@@ -244,11 +253,11 @@ def test_failed_update_keeps_previous_rules_then_recovers(harness: Harness) -> N
         expected = ["refused"] * 2
     else:
         # The masquerade check chain a new service chain jumps to disappears.
-        for line in runner.run(["iptables-save", "-t", "nat"]).splitlines():
+        for line in runner.run([f"{harness.ipt}-save", "-t", "nat"]).splitlines():
             if line.startswith("-A ") and line.endswith("-j ESITE-MASQ-CHECK"):
-                runner.run(["iptables", "-w", "-t", "nat", "-D", *line[3:].split()])
-        runner.run(["iptables", "-w", "-t", "nat", "-F", "ESITE-MASQ-CHECK"])
-        runner.run(["iptables", "-w", "-t", "nat", "-X", "ESITE-MASQ-CHECK"])
+                runner.run([harness.ipt, "-w", "-t", "nat", "-D", *line[3:].split()])
+        runner.run([harness.ipt, "-w", "-t", "nat", "-F", "ESITE-MASQ-CHECK"])
+        runner.run([harness.ipt, "-w", "-t", "nat", "-X", "ESITE-MASQ-CHECK"])
         new.append(endpoint_slice("later", harness.eps(2), SLICE_PORTS))
         expected = ["backend-3"] * 2
     failures = harness.proxy.stats["failures"]
@@ -281,7 +290,7 @@ def test_cleanup_removes_ours_only(harness: Harness) -> None:
         assert "edgesite" not in listing and "table ip other" in listing
         runner.run(["nft", "delete", "table", "ip", "other"])
     else:
-        listing = runner.run(["iptables-save"])
+        listing = runner.run([f"{harness.ipt}-save"])
         assert "ESITE-" not in listing and "-A OTHER-CHAIN -j ACCEPT" in listing
-        assert "ESITE-" not in runner.run(["iptables-save", "-t", "nat"])
+        assert "ESITE-" not in runner.run([f"{harness.ipt}-save", "-t", "nat"])
     assert cleanup_all(runner) == []
