@@ -202,6 +202,7 @@ def restore_text(
     state: IptState,
     old: IptState | None = None,
     stale: dict[str, set[str]] | None = None,
+    hooks: dict[str, list[str]] | None = None,
 ) -> str:
     """Restore input writing the chains that differ from `old` (all when `old` is None)."""
     out = []
@@ -212,12 +213,14 @@ def restore_text(
         remove = sorted(
             ({c for c in prev if c not in chains} | (stale or {}).get(table, set())) - set(chains)
         )
-        if not write and not remove:
+        inserts = (hooks or {}).get(table, [])
+        if not write and not remove and not inserts:
             continue
         out.append(f"*{table}")
         out.extend(f":{c} - [0:0]" for c in (*write, *remove))
         for c in write:
             out.extend(f"-A {c} {rule}" for rule in chains[c])
+        out.extend(inserts)
         out.extend(f"-X {c}" for c in remove)
         out.append("COMMIT")
     return "\n".join(out) + "\n" if out else ""
@@ -245,11 +248,19 @@ class IptablesBackend:
     def _restore(self, text: str) -> None:
         self.runner.run([f"{self.binary}-restore", "-w", "5", "--noflush"], text)
 
+    def sync(self, fragments: list[Fragment], changes: object, full: bool) -> str:
+        """Program the rules. The dispatch chains are linear here anyway, so the whole
+        state is rendered and only the chains that differ are written."""
+        return self.apply(self.render(fragments), full)
+
     def apply(self, state: IptState, full: bool) -> str:
         if full or self.applied is None:
-            stale = {t: existing_chains(self.runner, self.binary, t) for t in TABLES}
-            self._restore(restore_text(state, None, stale))
-            ensure_hooks(self.runner, self.binary)
+            saved = {t: save(self.runner, self.binary, t) for t in TABLES}
+            stale = {t: chains_in(saved[t]) for t in TABLES}
+            # Missing jumps from the built-in chains go into the same restore: one process,
+            # one transaction, and no window where our chains exist but are not reached.
+            text = restore_text(state, None, stale, hooks=missing_hooks(saved))
+            self._restore(text)
             self.applied = state
             return "full"
         text = restore_text(state, self.applied)
@@ -267,22 +278,36 @@ class IptablesBackend:
         cleanup(self.runner, self.binary)
 
 
+def save(runner: Runner, binary: str, table: str) -> str:
+    return runner.run([f"{binary}-save", "-t", table], check=False)
+
+
+def chains_in(saved: str) -> set[str]:
+    return {line[1:].split()[0] for line in saved.splitlines() if line.startswith(f":{PREFIX}")}
+
+
 def existing_chains(runner: Runner, binary: str, table: str) -> set[str]:
-    out = runner.run([f"{binary}-save", "-t", table], check=False)
-    return {line[1:].split()[0] for line in out.splitlines() if line.startswith(f":{PREFIX}")}
+    return chains_in(save(runner, binary, table))
+
+
+def missing_hooks(saved: dict[str, str]) -> dict[str, list[str]]:
+    """table -> `-I` lines for the hook rules that iptables-save does not show."""
+    out: dict[str, list[str]] = {}
+    for table, chain, match, target in HOOKS:
+        present = any(
+            line.startswith(f"-A {chain} ")
+            and COMMENT[-1] in line
+            and line.rstrip().endswith(f"-j {target}")
+            for line in saved.get(table, "").splitlines()
+        )
+        if not present:
+            spec = " ".join([*match, *COMMENT])
+            out.setdefault(table, []).append(f"-I {chain} {spec} -j {target}")
+    return out
 
 
 def _hook_argv(binary: str, op: str, table: str, chain: str, match: list[str], target: str):
     return [binary, "-w", "5", "-t", table, op, chain, *match, *COMMENT, "-j", target]
-
-
-def ensure_hooks(runner: Runner, binary: str) -> None:
-    for table, chain, match, target in HOOKS:
-        try:
-            runner.run(_hook_argv(binary, "-C", table, chain, match, target))
-        except ApplyError:
-            # Insert first so an earlier ACCEPT/DROP of someone else cannot bypass services.
-            runner.run(_hook_argv(binary, "-I", table, chain, match, target))
 
 
 def cleanup(runner: Runner, binary: str = "iptables") -> bool:

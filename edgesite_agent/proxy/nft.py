@@ -256,8 +256,13 @@ def full_script(state: NftState, existing_chains: set[str], existing_sets: set[s
     return "\n".join(out) + "\n" + render_text(state)
 
 
-def partial_script(old: NftState, new: NftState) -> str:
-    """Only the differences between two states; empty when nothing changed."""
+def partial_script(old: NftState, new: NftState, touched_sets: set[str] | None = None) -> str:
+    """Only the differences between two states; empty when nothing changed.
+
+    Chains are compared by identity first: unchanged services keep the very same tuples,
+    so comparing ten thousand chains costs little. `touched_sets` limits the element
+    comparison to the sets a change can have touched.
+    """
     out = []
     for name, decl in new.sets.items():
         if name not in old.sets:
@@ -267,14 +272,22 @@ def partial_script(old: NftState, new: NftState) -> str:
             out.append(_add_chain(name))
     adds = []
     for name, elems in new.elements.items():
+        if touched_sets is not None and name not in touched_sets:
+            continue
         prev = old.elements.get(name, {})
+        if prev is elems:
+            continue
         gone = [k for k, v in prev.items() if elems.get(k) != v]
         if gone:
             out.append(f"delete element {_T} {name} {{ {', '.join(gone)} }}")
         fresh = [_elem(k, v) for k, v in elems.items() if prev.get(k) != v]
         if fresh:
             adds.append(f"add element {_T} {name} {{ {', '.join(fresh)} }}")
-    changed = [n for n, rules in new.chains.items() if n in old.chains and old.chains[n] != rules]
+    changed = [
+        n
+        for n, rules in new.chains.items()
+        if n in old.chains and old.chains[n] is not rules and old.chains[n] != rules
+    ]
     removed = [n for n in old.chains if n not in new.chains]
     for name in (*changed, *removed):
         out.append(f"flush chain {_T} {name}")
@@ -308,6 +321,9 @@ def list_existing(runner: Runner) -> tuple[set[str], set[str]]:
     return chains, sets
 
 
+Changes = dict[str, tuple[list[Fragment], list[Fragment]]]  # service -> (old, new) fragments
+
+
 class NftBackend:
     name = "nftables"
 
@@ -316,6 +332,9 @@ class NftBackend:
         self.runner = runner
         self.base = base_state(settings)
         self.applied: NftState | None = None
+        # How many service ports want each (set, element): an endpoint in several services
+        # shares one hairpin element, which must stay until the last of them lets it go.
+        self.refs: dict[tuple[str, str], int] = {}
 
     def render(self, fragments: list[Fragment]) -> NftState:
         return merge(self.base, fragments)
@@ -323,19 +342,40 @@ class NftBackend:
     def fragment(self, sp: ServicePortModel) -> Fragment:
         return render_fragment(sp, self.settings)
 
+    def sync(self, fragments: list[Fragment], changes: Changes | None, full: bool) -> str:
+        """Program the rules; "full", "partial" or "noop". Every apply is one transaction.
+
+        A partial sync costs in proportion to the changed services (`changes`), not to
+        all of them; without `changes` the whole state is rendered and compared.
+        """
+        if full or self.applied is None or changes is None:
+            state = self.render(fragments)
+            if full or self.applied is None:
+                return self._full(state, fragments)
+            return self._run_partial(partial_script(self.applied, state), state, None)
+        return self._incremental(changes)
+
     def apply(self, state: NftState, full: bool) -> str:
-        """Program `state`; returns "full" or "partial" or "noop". Atomic either way."""
+        """Program a complete state (tools and tests); see `sync` for the proxy's path."""
         if full or self.applied is None:
-            chains, sets = list_existing(self.runner)
-            try:
-                self.runner.run(["nft", "-f", "-"], full_script(state, chains, sets))
-            except ApplyError:
-                # Something we do not expect is in our table (a base chain edited by hand,
-                # a set redefined): replace the table wholesale, still in one transaction.
-                self.runner.run(["nft", "-f", "-"], recreate_script(state))
-            self.applied = state
-            return "full"
-        script = partial_script(self.applied, state)
+            return self._full(state, None)
+        return self._run_partial(partial_script(self.applied, state), state, None)
+
+    def _full(self, state: NftState, fragments: list[Fragment] | None) -> str:
+        chains, sets = list_existing(self.runner)
+        try:
+            self.runner.run(["nft", "-f", "-"], full_script(state, chains, sets))
+        except ApplyError:
+            # Something we do not expect is in our table (a base chain edited by hand,
+            # a set redefined): replace the table wholesale, still in one transaction.
+            self.runner.run(["nft", "-f", "-"], recreate_script(state))
+        self.applied = state
+        self.refs = _count_refs(self.base, fragments) if fragments is not None else {}
+        return "full"
+
+    def _run_partial(
+        self, script: str, state: NftState, refs: dict[tuple[str, str], int] | None
+    ) -> str:
         if not script:
             return "noop"
         try:
@@ -344,10 +384,128 @@ class NftBackend:
             self.applied = None  # kernel state unknown now: next attempt is a full sync
             raise
         self.applied = state
+        if refs is not None:
+            self.refs = refs
         return "partial"
+
+    def _incremental(self, changes: Changes) -> str:
+        """The script for the changed services only, built from their old and new fragments."""
+        assert self.applied is not None
+        old_state = self.applied
+        refs = dict(self.refs) if self.refs else _count_refs(self.base, None, old_state)
+        chains: dict[str, tuple[str, ...] | None] = {}  # None: remove
+        sets: dict[str, str | None] = {}
+        values: dict[tuple[str, str], str] = {}
+        touched: set[tuple[str, str]] = set()
+        for old, new in changes.values():
+            for f in old:
+                for name in f.chains:
+                    chains.setdefault(name, None)
+                for name in f.sets:
+                    sets.setdefault(name, None)
+                for set_name, elems in f.elements.items():
+                    for key in elems:
+                        refs[(set_name, key)] = refs.get((set_name, key), 0) - 1
+                        touched.add((set_name, key))
+            for f in new:
+                chains.update(f.chains)
+                sets.update(f.sets)
+                for set_name, elems in f.elements.items():
+                    for key, value in elems.items():
+                        refs[(set_name, key)] = refs.get((set_name, key), 0) + 1
+                        values[(set_name, key)] = value
+                        touched.add((set_name, key))
+
+        state = NftState(dict(old_state.chains), dict(old_state.sets), dict(old_state.elements))
+        head: list[str] = []
+        for name, decl in sets.items():
+            if decl is not None and name not in old_state.sets:
+                head.append(_add_set(name, decl))
+                state.sets[name] = decl
+        flush, delete, rules = [], [], []
+        for name, body in chains.items():
+            before = old_state.chains.get(name)
+            if body is None:
+                if before is not None:
+                    flush.append(name)
+                    delete.append(name)
+                    del state.chains[name]
+                continue
+            if before is None:
+                head.append(_add_chain(name))
+            elif before == body:
+                continue
+            else:
+                flush.append(name)
+            state.chains[name] = body
+            rules.extend(f"add rule {_T} {name} {rule}" for rule in body)
+        gone: dict[str, list[str]] = {}
+        fresh: dict[str, list[str]] = {}
+        for set_name, key in sorted(touched):
+            current = old_state.elements.get(set_name, {})
+            count = refs.get((set_name, key), 0)
+            have = current.get(key)
+            # Still wanted by an unchanged service: keep it (with its value) as it is.
+            want = values.get((set_name, key), have) if count > 0 else None
+            if count <= 0:
+                refs.pop((set_name, key), None)
+            if key in current and (want is None or want != have):
+                gone.setdefault(set_name, []).append(key)
+            if want is not None and (key not in current or want != have):
+                fresh.setdefault(set_name, []).append(_elem(key, want))
+            if (want is None and key in current) or (want is not None and want != have):
+                elems = state.elements[set_name]
+                if elems is current:
+                    elems = state.elements[set_name] = dict(current)
+                if want is None:
+                    elems.pop(key, None)
+                else:
+                    elems[key] = want
+        out = head
+        out += [f"delete element {_T} {n} {{ {', '.join(keys)} }}" for n, keys in gone.items()]
+        out += [f"flush chain {_T} {name}" for name in flush]
+        out += [f"delete chain {_T} {name}" for name in delete]
+        for name, decl in sets.items():
+            if decl is None and name in old_state.sets:
+                out.append(f"delete set {_T} {name}")
+                del state.sets[name]
+        out += rules
+        out += [f"add element {_T} {n} {{ {', '.join(e)} }}" for n, e in fresh.items()]
+        script = "\n".join(out) + "\n" if out else ""
+        return self._run_partial(script, state, refs)
 
     def cleanup(self) -> None:
         cleanup(self.runner)
+
+
+def _without(state: NftState, old: NftState, set_name: str, key: str) -> dict[str, str]:
+    elems = state.elements[set_name]
+    if elems is old.elements.get(set_name):
+        elems = dict(elems)  # copy on first write: `old` must stay as it was
+    elems.pop(key, None)
+    return elems
+
+
+def _count_refs(
+    base: NftState, fragments: list[Fragment] | None, state: NftState | None = None
+) -> dict[tuple[str, str], int]:
+    refs: dict[tuple[str, str], int] = {}
+    if fragments is None:
+        # Only the state is known: every element counts once (shared ones are rebuilt
+        # exactly at the next full sync).
+        assert state is not None
+        for set_name, elems in state.elements.items():
+            for key in elems:
+                refs[(set_name, key)] = 1
+        return refs
+    for set_name, elems in base.elements.items():
+        for key in elems:
+            refs[(set_name, key)] = refs.get((set_name, key), 0) + 1
+    for f in fragments:
+        for set_name, elems in f.elements.items():
+            for key in elems:
+                refs[(set_name, key)] = refs.get((set_name, key), 0) + 1
+    return refs
 
 
 def recreate_script(state: NftState) -> str:

@@ -170,12 +170,13 @@ class Proxy:
                     or time.monotonic() - last_full >= self.settings.full_resync_interval
                 )
                 self._full_requested = False
-                self._rebuild(dirty)
+                changes = self._rebuild(dirty)
                 fragments = [f for key in sorted(self._fragments) for f in self._fragments[key]]
                 self._applying = True
             last_sync = time.monotonic()
             try:
-                mode = self._apply(fragments, full)
+                assert self._backend is not None
+                mode = self._backend.sync(fragments, changes, full)
             except ApplyError as exc:
                 self.stats["failures"] += 1
                 self.last_error = str(exc)
@@ -210,27 +211,30 @@ class Proxy:
                 )
                 self._ready.set()
 
-    def _rebuild(self, dirty: set[str]) -> None:
-        """Re-render only the services that changed (called with the lock held)."""
+    def _rebuild(self, dirty: set[str]) -> dict[str, tuple[list[Any], list[Any]]]:
+        """Re-render only the services that changed (called with the lock held).
+
+        Returns service -> (old fragments, new fragments), for backends that apply deltas.
+        """
         assert self._backend is not None
         keep = self.settings.keep_local_endpoints_when_disconnected and self._node_unreachable
+        changes = {}
         for key in dirty:
+            old = self._fragments.get(key, [])
             svc = self._cache.services.get(key)
             if svc is None:
                 self._fragments.pop(key, None)
                 self._track_udp(key, set())
+                changes[key] = (old, [])
                 continue
             ports = build_service(svc, self._cache.slices_of(key), self.node_name, keep)
-            self._fragments[key] = [self._backend.fragment(sp) for sp in ports]
+            new = self._fragments[key] = [self._backend.fragment(sp) for sp in ports]
             self._track_udp(key, udp_endpoints(ports))
+            changes[key] = (old, new)
+        return changes
 
     def _track_udp(self, key: str, now: set[Endpoint]) -> None:
         before = self._udp.pop(key, set())
         if now:
             self._udp[key] = now
         self._stale_udp |= before - now
-
-    def _apply(self, fragments: list[Any], full: bool) -> str:
-        assert self._backend is not None
-        state = self._backend.render(fragments)
-        return self._backend.apply(state, full)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -75,3 +76,80 @@ def test_burst_of_events_is_batched_into_few_applies() -> None:
     finally:
         proxy.stop()
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def _normalized(runner: Runner) -> dict:
+    """Our table as the kernel has it, without handles, set elements as sorted lists."""
+    data = json.loads(runner.run(["nft", "-j", "list", "table", "ip", "edgesite"]))
+    chains: dict[str, list] = {}
+    sets: dict[str, list] = {}
+    for item in data["nftables"]:
+        if "rule" in item:
+            chains.setdefault(item["rule"]["chain"], []).append(item["rule"]["expr"])
+        elif "chain" in item:
+            chains.setdefault(item["chain"]["name"], [])
+        elif "set" in item or "map" in item:
+            body = item.get("set") or item.get("map")
+            elems = body.get("elem", [])
+            sets[body["name"]] = sorted(json.dumps(e, sort_keys=True) for e in elems)
+    return {"chains": chains, "sets": sets}
+
+
+def test_incremental_updates_equal_a_fresh_full_sync() -> None:
+    """Many small changes applied as deltas end in exactly the table a full sync builds."""
+    from edgesite_agent.proxy.nft import NftBackend
+    from edgesite_agent.proxy.render import service_ports
+    from tests.proxy.shapes import endpoint, endpoint_slice, service, tcp
+
+    tag = f"es{os.getpid() % 100000}"
+    ns_inc, ns_full = f"{tag}-inc", f"{tag}-full"
+    settings = parse_settings(
+        {"backend": "nftables", "min_sync_interval": 0.0, "cluster_cidrs": ["10.244.0.0/16"]}
+    )
+    for ns in (ns_inc, ns_full):
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+    inc = Runner(prefix=("ip", "netns", "exec", ns_inc))
+    proxy = Proxy(settings, "edge-1", logging.getLogger("test"), inc)
+    objects = {(o["kind"], o["metadata"]["name"]): o for objs in SHAPES.values() for o in objs}
+
+    def put(obj: dict) -> None:
+        objects[(obj["kind"], obj["metadata"]["name"])] = obj
+        proxy.on_event(obj["kind"], EventType.MODIFIED, obj)
+        assert proxy.wait_idle(10), proxy.last_error
+
+    def drop(kind: str, name: str) -> None:
+        obj = objects.pop((kind, name))
+        proxy.on_event(kind, EventType.DELETED, obj)
+        assert proxy.wait_idle(10), proxy.last_error
+
+    try:
+        for obj in objects.values():
+            proxy.on_event(obj["kind"], EventType.ADDED, obj)
+        proxy.on_synced("Service")
+        proxy.on_synced("EndpointSlice")
+        proxy.start()
+        assert proxy.wait_ready(10), proxy.last_error
+        full_syncs = proxy.stats["full_syncs"]
+        # Two services share the local endpoint 10.244.1.5 (one hairpin element).
+        put(service("twin", "10.96.5.1", [tcp(80, "http")]))
+        put(endpoint_slice("twin", [endpoint("10.244.1.5")], [tcp(8080, "http")]))
+        drop("Service", "web")  # ... the element must stay for "twin"
+        drop("EndpointSlice", "web-abcde")
+        put(endpoint_slice("sticky", [endpoint("10.244.1.12"), endpoint("10.244.1.13")],
+                           [tcp(8080, "http")]))  # fmt: skip
+        put(endpoint_slice("empty", [endpoint("10.244.1.20")], [tcp(8080, "http")]))
+        put(endpoint_slice("np", [], [tcp(8080, "http")]))  # now without endpoints: reject
+        npl = dict(objects[("Service", "npl")])
+        npl["spec"] = dict(npl["spec"], externalTrafficPolicy="Cluster")
+        put(npl)
+        drop("Service", "dns")
+        assert proxy.stats["full_syncs"] == full_syncs, "the changes should go as deltas"
+
+        fresh = NftBackend(settings, Runner(prefix=("ip", "netns", "exec", ns_full)))
+        ports = service_ports(list(objects.values()), "edge-1", settings)
+        fresh.apply(fresh.render([fresh.fragment(sp) for sp in ports]), full=True)
+        assert _normalized(inc) == _normalized(fresh.runner)
+    finally:
+        proxy.stop()
+        for ns in (ns_inc, ns_full):
+            subprocess.run(["ip", "netns", "del", ns], check=False)
