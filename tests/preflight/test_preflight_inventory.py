@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[2]
 MASTERS = {"m1": "10.0.0.11", "m2": "10.0.0.12", "m3": "10.0.0.13"}
 WORKERS = {"w1": "10.0.0.21", "w2": "10.0.0.22"}
 
@@ -98,6 +100,11 @@ def worker_also_master(inv):
     masters(inv)["w1"] = host_entry("10.0.0.21")
 
 
+def vip_outside_tls_san(inv):
+    inv["all"]["vars"]["edgesite_site_vip"] = "10.0.0.100"
+    inv["all"]["vars"]["edgesite_tls_san"] = ["api.store.example"]
+
+
 BAD_INVENTORIES = {
     "missing masters group": (
         without_group("edgesite_masters"),
@@ -160,21 +167,33 @@ BAD_INVENTORIES = {
         set_all("edgesite_site_vip", "api.site"),
         "edgesite_site_vip 'api.site' is not an IP address",
     ),
+    "VIP not in tls-san": (
+        vip_outside_tls_san,
+        "edgesite_site_vip '10.0.0.100' is not in edgesite_tls_san ['api.store.example']",
+    ),
+    "token too short": (
+        set_all("edgesite_k3s_token", "sesame"),
+        "has an edgesite_k3s_token of 6 characters; use at least 16",
+    ),
 }
 
 
-def write_inventory(tmp_path, inventory: dict):
+def write_inventory(tmp_path, inventory: dict, artifacts_dir=None):
+    if artifacts_dir is not None:
+        inventory["all"]["vars"].setdefault("edgesite_artifacts_dir", str(artifacts_dir))
     path = tmp_path / "hosts.yml"
     path.write_text(json.dumps(inventory))
     return path
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INVENTORIES))
-def test_bad_inventory_rejected_before_any_host_is_touched(case, tmp_path, run_playbook):
+def test_bad_inventory_rejected_before_any_host_is_touched(
+    case, tmp_path, run_playbook, artifacts_dir
+):
     change, expected = BAD_INVENTORIES[case]
     inventory = copy.deepcopy(valid_inventory())
     change(inventory)
-    result = run_playbook("site.yml", write_inventory(tmp_path, inventory))
+    result = run_playbook("site.yml", write_inventory(tmp_path, inventory, artifacts_dir))
     assert result.rc != 0, result.output
     assert expected in result.output, result.output
     # The run stopped in preflight: no host was contacted, let alone changed.
@@ -209,8 +228,14 @@ def single_master_sqlite(inv):
     inv["all"]["vars"]["edgesite_datastore"] = "sqlite"
 
 
+def vip_with_default_tls_san(inv):
+    inv["all"]["vars"]["edgesite_site_vip"] = "10.0.0.100"
+
+
 GOOD_INVENTORIES = {
     "three masters": lambda inv: None,
+    "VIP with the default tls-san": vip_with_default_tls_san,
+    "token from the vault, long enough": set_all("edgesite_k3s_token", "x" * 16),
     "two masters with a worker witness": two_masters_with_worker_witness,
     "two masters with the risk acknowledged": two_masters_acknowledged,
     "two sites reusing addresses": two_sites_reusing_addresses,
@@ -219,15 +244,20 @@ GOOD_INVENTORIES = {
 
 
 @pytest.mark.parametrize("case", sorted(GOOD_INVENTORIES))
-def test_valid_inventory_passes_preflight(case, tmp_path, run_playbook):
+def test_valid_inventory_passes_preflight(case, tmp_path, run_playbook, artifacts_dir):
     inventory = copy.deepcopy(valid_inventory())
     GOOD_INVENTORIES[case](inventory)
-    result = run_playbook("playbooks/preflight.yml", write_inventory(tmp_path, inventory))
+    result = run_playbook(
+        "playbooks/preflight.yml", write_inventory(tmp_path, inventory, artifacts_dir)
+    )
     assert result.rc == 0, result.output
 
 
-def test_example_inventory_passes_preflight(run_playbook):
-    from conftest import REPO
-
-    result = run_playbook("playbooks/preflight.yml", REPO / "inventories" / "example")
+def test_example_inventory_passes_preflight(run_playbook, artifacts_dir):
+    result = run_playbook(
+        "playbooks/preflight.yml",
+        REPO / "inventories" / "example",
+        "-e",
+        f"edgesite_artifacts_dir={artifacts_dir}",
+    )
     assert result.rc == 0, result.output

@@ -14,6 +14,8 @@ import re
 
 DATASTORES = ("embedded", "external", "sqlite")
 MAX_MASTERS = 3
+# A k3s token set by the user must resist guessing: the token lets any host join the cluster.
+MIN_TOKEN_LENGTH = 16
 
 # Kubernetes node names are DNS-1123 subdomains.
 _NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -26,6 +28,7 @@ SITE_WIDE_KEYS = (
     "etcd_witness",
     "etcd_two_member_risk_acknowledged",
     "site_vip",
+    "tls_san",
 )
 
 
@@ -104,6 +107,13 @@ def _check_host_values(site, record):
             f"site '{site}': host '{host}' has node name {name!r}, which is not a valid "
             "Kubernetes node name (lowercase letters, digits, '-' and '.', at most 253 "
             "characters); set edgesite_node_name"
+        )
+    token_length = record.get("k3s_token_length") or 0
+    if 0 < int(token_length) < MIN_TOKEN_LENGTH:
+        problems.append(
+            f"site '{site}': host '{host}' has an edgesite_k3s_token of {token_length} "
+            f"characters; use at least {MIN_TOKEN_LENGTH} random characters (from Ansible "
+            "Vault), or leave it empty to have one generated"
         )
     address = record.get("node_ip")
     try:
@@ -192,6 +202,13 @@ def _check_site_settings(site, settings):
             problems.append(
                 f"site '{site}': edgesite_site_vip {vip!r} is not an IP address; give the "
                 "virtual IP the site's API is reached at, or leave it empty"
+            )
+        tls_san = settings.get("tls_san")
+        if tls_san is not None and vip not in tls_san:
+            problems.append(
+                f"site '{site}': edgesite_site_vip {vip!r} is not in edgesite_tls_san "
+                f"{list(tls_san)!r}; clients using the VIP would fail TLS verification. Add the "
+                "VIP to edgesite_tls_san (or leave edgesite_tls_san at its default)"
             )
     return problems
 
