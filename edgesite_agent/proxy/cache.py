@@ -143,11 +143,16 @@ def parse_slice(obj: dict[str, Any]) -> SliceInfo | None:
                 node=ep.get("nodeName"),
             )
         )
+    # Sorted and unique here, once per slice event, so that building a service from a
+    # single slice needs neither; the first of duplicated addresses wins, ready ones first.
+    unique: dict[str, EndpointInfo] = {}
+    for ep in sorted(endpoints, key=lambda e: (e.ip, not e.ready)):
+        unique.setdefault(ep.ip, ep)
     return SliceInfo(
         namespace=str(meta.get("namespace") or "default"),
         service=str(service),
         ports=tuple(ports),
-        endpoints=tuple(endpoints),
+        endpoints=tuple(unique.values()),
     )
 
 

@@ -11,7 +11,7 @@ from edgesite_agent.proxy.cache import EndpointInfo, ObjectCache, ServiceInfo, S
 Endpoint = tuple[str, int]  # (ip, port)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServicePortModel:
     key: str  # "namespace/name/protocol/portname", unique per service port
     protocol: str
@@ -44,8 +44,10 @@ class ServicePortModel:
 
 
 def short_hash(text: str, length: int) -> str:
+    """A stable name fragment: base32 of sha256, as kube-proxy names its chains."""
     digest = hashlib.sha256(text.encode()).digest()
-    return base64.b32encode(digest).decode()[:length]
+    # base32 encodes 5-byte groups on their own: 10 bytes give the first 16 characters.
+    return base64.b32encode(digest[: (length + 7) // 8 * 5]).decode()[:length]
 
 
 def _usable(
@@ -69,24 +71,34 @@ def build_service(
     for sp in svc.ports:
         # Slice ports carry the service port's name, with the target port already resolved
         # (named target ports included) by the EndpointSlice controller.
-        by_ip: dict[tuple[str, int], EndpointInfo] = {}
+        found: list[tuple[int, tuple[EndpointInfo, ...]]] = []
         for sl in slices:
-            port = next(
-                (num for name, proto, num in sl.ports if name == sp.name and proto == sp.protocol),
-                None,
-            )
-            if port is None:
-                continue
-            for ep in sl.endpoints:
-                if keep_local_unready and ep.node == node_name and not ep.terminating:
-                    # The masters marked our pods unready only because they cannot hear from
-                    # this node; the pods themselves still run and serve.
-                    ep = EndpointInfo(ep.ip, True, True, False, ep.node)
-                prev = by_ip.get((ep.ip, port))
-                # The same address can appear in two slices while they are being rebalanced.
-                if prev is None or (ep.ready and not prev.ready):
-                    by_ip[(ep.ip, port)] = ep
-        pairs = sorted(by_ip.items())
+            for name, proto, num in sl.ports:
+                if name == sp.name and proto == sp.protocol:
+                    found.append((num, sl.endpoints))
+                    break
+        if len(found) == 1:
+            # The common case: one slice, endpoints unique and sorted by the cache already.
+            port, eps = found[0]
+            pairs = [((ep.ip, port), ep) for ep in eps]
+        else:
+            by_ip: dict[tuple[str, int], EndpointInfo] = {}
+            for port, eps in found:
+                for ep in eps:
+                    prev = by_ip.get((ep.ip, port))
+                    # An address can be in two slices while they are being rebalanced.
+                    if prev is None or (ep.ready and not prev.ready):
+                        by_ip[(ep.ip, port)] = ep
+            pairs = sorted(by_ip.items(), key=lambda p: p[0])
+        if keep_local_unready:
+            # The masters marked our pods unready only because they cannot hear from this
+            # node; the pods themselves still run and serve.
+            pairs = [
+                (k, EndpointInfo(e.ip, True, True, False, e.node))
+                if e.node == node_name and not e.terminating
+                else (k, e)
+                for k, e in pairs
+            ]
         cluster = _usable(pairs)
         local = _usable([p for p in pairs if p[1].node == node_name])
         out.append(
@@ -103,7 +115,7 @@ def build_service(
                 cluster_endpoints=tuple(ep for ep, _ in cluster),
                 local_endpoints=tuple(ep for ep, _ in local),
                 hairpin_ips=tuple(
-                    sorted({ep[0] for ep, i in cluster if i.node in (None, node_name)})
+                    dict.fromkeys(ep[0] for ep, i in cluster if i.node in (None, node_name))
                 ),
             )
         )

@@ -61,8 +61,8 @@ class Fragment:
     elements: dict[str, dict[str, str]]
 
 
-def _chain_name(kind: str, sp: ServicePortModel) -> str:
-    return f"{kind}-{short_hash(sp.key, 8)}-{sp.key}"
+def _chain_name(kind: str, sp: ServicePortModel, digest: str | None = None) -> str:
+    return f"{kind}-{digest or short_hash(sp.key, 8)}-{sp.key}"
 
 
 def _pick_rules(
@@ -104,7 +104,8 @@ def render_fragment(sp: ServicePortModel, settings: ProxySettings) -> Fragment:
             elements["no-endpoint-nodeports"][f"{proto} . {sp.node_port}"] = "goto reject-chain"
         return Fragment(chains, sets, elements)
 
-    svc = _chain_name("svc", sp)
+    digest = short_hash(sp.key, 8)
+    svc = _chain_name("svc", sp, digest)
     masq = []
     if settings.masquerade_all:
         masq = ["jump mark-for-masquerade"]
@@ -114,7 +115,7 @@ def render_fragment(sp: ServicePortModel, settings: ProxySettings) -> Fragment:
         masq = ["ip saddr != @cluster-cidrs jump mark-for-masquerade"]
     if not sp.internal_local or sp.is_external:
         chains[svc] = (*masq, *_pick_rules(sp, svc, sp.cluster_endpoints, sets))
-    local = _chain_name("local", sp)
+    local = _chain_name("local", sp, digest)
     if sp.needs_local_chain:
         chains[local] = (
             tuple(_pick_rules(sp, local, sp.local_endpoints, sets))
@@ -125,7 +126,7 @@ def render_fragment(sp: ServicePortModel, settings: ProxySettings) -> Fragment:
     for ip in sp.cluster_ips:
         elements["service-ips"][f"{ip} . {proto} . {port}"] = f"goto {internal}"
     if sp.is_external:
-        ext = _chain_name("ext", sp)
+        ext = _chain_name("ext", sp, digest)
         if sp.external_local:
             rules = [
                 # Node-originated traffic has no client address to keep: use any endpoint.
