@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         from edgesite_agent.proxy import cli as proxy_cli
     except ImportError:
         proxy_cli = None
+    except SyntaxError as exc:  # a broken proxy module must not take run/status/dump down
+        print(f"edgesite-agent: proxy commands unavailable: {exc}", file=sys.stderr)
+        proxy_cli = None
     if proxy_cli is not None and hasattr(proxy_cli, "add_parser"):
         proxy_cli.add_parser(sub)
     return p
