@@ -39,8 +39,10 @@ def build_proxy(settings: dict[str, Any] | None, node_name: str, log: logging.Lo
     if not parsed.enabled:
         return DisabledProxy()
     from edgesite_agent.proxy.proxy import Proxy
+    from edgesite_agent.proxy.runner import Runner
 
-    return Proxy(parsed, node_name, log)
+    prefix = ("ip", "netns", "exec", parsed.netns) if parsed.netns else ()
+    return Proxy(parsed, node_name, log, Runner(prefix=prefix))
 
 
 __all__ = ["ProxySettings", "build_proxy", "parse_settings"]

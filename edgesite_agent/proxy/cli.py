@@ -16,6 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser = subparsers.add_parser("proxy", help="kube-proxy-lite tools")
     sub = parser.add_subparsers(dest="proxy_command", required=True)
     clean = sub.add_parser("cleanup", help="remove every rule the proxy installed (both backends)")
+    clean.add_argument("--netns", default="", help="clean this named network namespace")
     clean.set_defaults(func=_cleanup)
     show = sub.add_parser("render", help="print the rules for a JSON list of Kubernetes objects")
     show.add_argument("--backend", choices=("nft", "iptables"), default="nft")
@@ -27,7 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 def _cleanup(args: argparse.Namespace) -> int:
     try:
-        removed = cleanup_all(Runner())
+        prefix = ("ip", "netns", "exec", args.netns) if args.netns else ()
+        removed = cleanup_all(Runner(prefix=prefix))
     except ApplyError as exc:
         print(f"proxy cleanup failed: {exc}", file=sys.stderr)
         return 1

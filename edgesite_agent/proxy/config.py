@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,9 @@ class ProxySettings:
     nodeport_addresses: tuple[str, ...] = ()
     # Keep this node's own endpoints in service while the masters mark the node unreachable.
     keep_local_endpoints_when_disconnected: bool = False
+    # Program a named network namespace (`ip netns exec NAME`) instead of the agent's own:
+    # for nodes whose service traffic lives in a dedicated namespace, and for test rigs.
+    netns: str = ""
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -81,6 +85,7 @@ def parse_settings(raw: Any) -> ProxySettings:
         "masquerade_mark",
         "nodeport_addresses",
         "keep_local_endpoints_when_disconnected",
+        "netns",
     }
     for key in raw:
         if key not in known:
@@ -104,6 +109,11 @@ def parse_settings(raw: Any) -> ProxySettings:
         or mark & (mark - 1)
     ):
         raise ValueError(f"proxy.masquerade_mark: must be a single bit like 16384, got {mark!r}")
+    netns = raw.get("netns", "")
+    if not isinstance(netns, str) or (
+        netns and (not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", netns) or netns in (".", ".."))
+    ):
+        raise ValueError(f"proxy.netns: must be a network namespace name, got {netns!r}")
     return ProxySettings(
         enabled=_bool("enabled", raw.get("enabled", defaults.enabled)),
         backend=backend,
@@ -127,4 +137,5 @@ def parse_settings(raw: Any) -> ProxySettings:
             "keep_local_endpoints_when_disconnected",
             raw.get("keep_local_endpoints_when_disconnected", False),
         ),
+        netns=netns,
     )

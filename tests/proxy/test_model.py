@@ -28,6 +28,8 @@ S = parse_settings({})
         ({"enabled": "yes"}, "proxy.enabled"),
         ({"keep_local_endpoints_when_disconnected": 1}, "proxy.keep_local_endpoints"),
         ({"bakend": "nftables"}, "proxy.bakend: unknown key"),
+        ({"netns": "../etc"}, "proxy.netns"),
+        ({"iptables_variant": "ebtables"}, "proxy.iptables_variant"),
     ],
 )
 def test_bad_settings_name_the_key(raw: dict, key: str) -> None:
