@@ -335,7 +335,8 @@ class NftBackend:
         self.applied: NftState | None = None
         # How many service ports want each (set, element): an endpoint in several services
         # shares one hairpin element, which must stay until the last of them lets it go.
-        self.refs: dict[tuple[str, str], int] = {}
+        # None: unknown (state applied without its fragments); the next sync recounts.
+        self.refs: dict[tuple[str, str], int] | None = None
 
     def render(self, fragments: list[Fragment]) -> NftState:
         return merge(self.base, fragments)
@@ -349,11 +350,12 @@ class NftBackend:
         A partial sync costs in proportion to the changed services (`changes`), not to
         all of them; without `changes` the whole state is rendered and compared.
         """
-        if full or self.applied is None or changes is None:
+        if full or self.applied is None or changes is None or self.refs is None:
             state = self.render(fragments)
             if full or self.applied is None:
                 return self._full(state, fragments)
-            return self._run_partial(partial_script(self.applied, state), state, None)
+            refs = _count_refs(self.base, fragments)
+            return self._run_partial(partial_script(self.applied, state), state, refs)
         return self._incremental(changes)
 
     def apply(self, state: NftState, full: bool) -> str:
@@ -371,29 +373,27 @@ class NftBackend:
             # a set redefined): replace the table wholesale, still in one transaction.
             self.runner.run(["nft", "-f", "-"], recreate_script(state))
         self.applied = state
-        self.refs = _count_refs(self.base, fragments) if fragments is not None else {}
+        self.refs = _count_refs(self.base, fragments) if fragments is not None else None
         return "full"
 
     def _run_partial(
         self, script: str, state: NftState, refs: dict[tuple[str, str], int] | None
     ) -> str:
-        if not script:
-            return "noop"
-        try:
-            self.runner.run(["nft", "-f", "-"], script)
-        except ApplyError:
-            self.applied = None  # kernel state unknown now: next attempt is a full sync
-            raise
+        if script:
+            try:
+                self.runner.run(["nft", "-f", "-"], script)
+            except ApplyError:
+                self.applied = None  # kernel state unknown now: next attempt is a full sync
+                raise
         self.applied = state
-        if refs is not None:
-            self.refs = refs
-        return "partial"
+        self.refs = refs  # None when only the state is known: the next sync recounts
+        return "partial" if script else "noop"
 
     def _incremental(self, changes: Changes) -> str:
         """The script for the changed services only, built from their old and new fragments."""
-        assert self.applied is not None
+        assert self.applied is not None and self.refs is not None
         old_state = self.applied
-        refs = dict(self.refs) if self.refs else _count_refs(self.base, None, old_state)
+        refs = dict(self.refs)
         chains: dict[str, tuple[str, ...] | None] = {}  # None: remove
         sets: dict[str, str | None] = {}
         values: dict[tuple[str, str], str] = {}
@@ -487,22 +487,9 @@ def _without(state: NftState, old: NftState, set_name: str, key: str) -> dict[st
     return elems
 
 
-def _count_refs(
-    base: NftState, fragments: list[Fragment] | None, state: NftState | None = None
-) -> dict[tuple[str, str], int]:
+def _count_refs(base: NftState, fragments: list[Fragment]) -> dict[tuple[str, str], int]:
     refs: dict[tuple[str, str], int] = {}
-    if fragments is None:
-        # Only the state is known: every element counts once (shared ones are rebuilt
-        # exactly at the next full sync).
-        assert state is not None
-        for set_name, elems in state.elements.items():
-            for key in elems:
-                refs[(set_name, key)] = 1
-        return refs
-    for set_name, elems in base.elements.items():
-        for key in elems:
-            refs[(set_name, key)] = refs.get((set_name, key), 0) + 1
-    for f in fragments:
+    for f in (base, *fragments):
         for set_name, elems in f.elements.items():
             for key in elems:
                 refs[(set_name, key)] = refs.get((set_name, key), 0) + 1
