@@ -234,6 +234,14 @@ def test_full_resync_repairs_drift_and_keeps_foreign_rules(harness: Harness) -> 
     assert harness.topo.requests("10.96.0.90", 80, 2) == ["backend-1"] * 2
     listing = runner.run(["nft", "list", "ruleset"] if nft else [f"{harness.ipt}-save"])
     assert "table ip other" in listing if nft else "-A OTHER-CHAIN -j ACCEPT" in listing
+    if not nft:
+        # Repeated full syncs never duplicate our jumps from the built-in chains.
+        harness.proxy.resync()
+        assert harness.proxy.wait_idle(20), harness.proxy.last_error
+        from edgesite_agent.proxy.iptables import HOOKS
+
+        saved = runner.run([f"{harness.ipt}-save"])
+        assert saved.count("--comment edgesite-proxy") == len(HOOKS), saved
 
 
 def test_failed_update_keeps_previous_rules_then_recovers(harness: Harness) -> None:
