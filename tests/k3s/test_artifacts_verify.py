@@ -89,9 +89,7 @@ def release_server(tmp_path):
     """A loopback HTTP server laid out like the release download site: /<tag>/<file>."""
     served = tmp_path / "served"
     add_version(served, VERSION)
-    handler = functools.partial(
-        http.server.SimpleHTTPRequestHandler, directory=str(served / "k3s")
-    )
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served / "k3s"))
     handler.log_message = lambda *a: None  # type: ignore[attr-defined]
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)

@@ -1,0 +1,234 @@
+"""site.yml, upgrade.yml and reset.yml on podman test hosts (3 masters + 1 worker).
+
+The hosts' `k3s` is the TEST STAND-IN from tests/k3s/standin (no Kubernetes runs). What is
+checked is what EdgeSite's roles are responsible for: the config each host is started with,
+join order, units, token handling, idempotence, upgrade order and gating, and reset.
+Tests in this module run in order against one set of hosts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from k3s.artifacts import add_version
+
+REPO = Path(__file__).resolve().parents[2]
+CONF = REPO / "tools" / "containers.conf"
+NAME = "k3spy"
+V1, V2, V3 = "v1.31.4+k3s1", "v1.31.5+k3s1", "v1.31.6+k3s1"
+MASTERS = [f"edgesite-{NAME}-m{i}" for i in (1, 2, 3)]
+WORKER = f"edgesite-{NAME}-w1"
+SITE = "k3s-test-site"
+
+pytestmark = [pytest.mark.podman, pytest.mark.root]
+
+
+def sh(host: str, script: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["podman", "exec", host, "sh", "-c", script],
+        env={**os.environ, "CONTAINERS_CONF": str(CONF)},
+        capture_output=True,
+        text=True,
+        check=check,
+    )
+
+
+def starts(host: str) -> list[dict]:
+    out = sh(host, "cat /var/lib/rancher/k3s/standin/starts.jsonl 2>/dev/null", check=False)
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def running_version(host: str) -> str:
+    return starts(host)[-1]["version"]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("k3ssite")
+    hosts = tmp / "hosts.yml"
+    testhosts = [sys.executable, str(REPO / "tools" / "testhosts.py")]
+    subprocess.run(
+        [*testhosts, "up", "--name", NAME, "--masters", "3", "--workers", "1",
+         "--inventory", str(hosts)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    artifacts = tmp / "artifacts"
+    add_version(artifacts, V1)
+    text = hosts.read_text()
+    inventory = json.loads(text[text.index("{") :])
+    inventory["all"]["vars"].update(
+        edgesite_site=SITE,
+        edgesite_artifacts_dir=str(artifacts),
+        prereq_time_sync_required=False,
+        # Test containers lack CAP_SYS_RESOURCE: the unit cannot raise its limits.
+        k3s_server_service_limits={},
+        k3s_agent_service_limits={},
+        k3s_server_kubeconfig_dir=str(tmp / "kube"),
+        k3s_server_health_delay=1,
+        k3s_server_health_retries=10,
+        k3s_agent_health_delay=1,
+    )
+    hosts.write_text(json.dumps(inventory))
+    yield {"inventory": hosts, "artifacts": artifacts, "kube": tmp / "kube"}
+    subprocess.run([*testhosts, "down", "--name", NAME], check=False, capture_output=True)
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    stats = {}
+    for host, rest in re.findall(r"^(\S+)\s+: (ok=.*)$", output, re.M):
+        stats[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", rest)}
+    return stats
+
+
+def test_site_converges_without_printing_the_token(site, run_playbook):
+    result = run_playbook("site.yml", site["inventory"], "-v")
+    assert result.rc == 0, result.output[-5000:]
+    token = sh(MASTERS[0], "cat /etc/rancher/k3s/token").stdout.strip()
+    assert len(token) >= 32
+    assert token not in result.output
+
+
+def test_token_is_shared_and_0600_everywhere(site):
+    token = sh(MASTERS[0], "cat /etc/rancher/k3s/token").stdout
+    for host in [*MASTERS, WORKER]:
+        assert sh(host, "stat -c %a:%U /etc/rancher/k3s/token").stdout.strip() == "600:root"
+        assert sh(host, "cat /etc/rancher/k3s/token").stdout == token
+        config = sh(host, "cat /etc/rancher/k3s/config.yaml").stdout
+        assert token.strip() not in config
+
+
+def test_rendered_config_per_host(site):
+    ips = {h: sh(h, "hostname -I").stdout.split()[0] for h in [*MASTERS, WORKER]}
+    configs = {h: yaml.safe_load(sh(h, "cat /etc/rancher/k3s/config.yaml").stdout) for h in ips}
+    first = configs[MASTERS[0]]
+    assert first["cluster-init"] is True and "server" not in first
+    for host in MASTERS:
+        config = configs[host]
+        assert config["node-ip"] == ips[host] and config["node-name"] == host
+        assert config["disable"] == ["traefik", "servicelb"]
+        assert config["disable-kube-proxy"] is True
+        assert config["flannel-backend"] == "vxlan"
+        assert config["token-file"] == "/etc/rancher/k3s/token"
+        assert "node-monitor-grace-period=2m" in config["kube-controller-manager-arg"]
+    for host in MASTERS[1:]:
+        assert configs[host]["server"] == f"https://{ips[MASTERS[0]]}:6443"
+        assert "cluster-init" not in configs[host]
+    agent = configs[WORKER]
+    assert agent == {
+        "server": f"https://{ips[MASTERS[0]]}:6443",
+        "token-file": "/etc/rancher/k3s/token",
+        "node-name": WORKER,
+        "node-ip": ips[WORKER],
+    }
+    # Each service was started with exactly the file that is on disk now.
+    for host in ips:
+        assert yaml.safe_load(starts(host)[-1]["config"]) == configs[host]
+
+
+def test_units_active_and_join_order(site):
+    for host in MASTERS:
+        assert sh(host, "systemctl is-active k3s").stdout.strip() == "active"
+    assert sh(WORKER, "systemctl is-active k3s-agent").stdout.strip() == "active"
+    first_starts = [starts(h)[0]["started_ns"] for h in [*MASTERS, WORKER]]
+    assert first_starts == sorted(first_starts)
+    joined = sh(MASTERS[0], "cat /var/lib/rancher/k3s/standin/joined.jsonl").stdout
+    assert [json.loads(line)["node"] for line in joined.splitlines()] == [*MASTERS[1:], WORKER]
+
+
+def test_admin_kubeconfig_on_controller(site):
+    path = site["kube"] / f"{SITE}.yaml"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    server = yaml.safe_load(path.read_text())["clusters"][0]["cluster"]["server"]
+    assert server == f"https://{sh(MASTERS[0], 'hostname -I').stdout.split()[0]}:6443"
+
+
+def test_second_run_changes_nothing(site, run_playbook):
+    result = run_playbook("site.yml", site["inventory"])
+    assert result.rc == 0, result.output[-5000:]
+    stats = recap(result.output)
+    assert set(stats) == {*MASTERS, WORKER}
+    assert all(s["changed"] == 0 for s in stats.values()), stats
+
+
+def test_upgrade_restarts_servers_one_at_a_time_then_workers(site, run_playbook):
+    add_version(site["artifacts"], V2)
+    before = {h: len(starts(h)) for h in [*MASTERS, WORKER]}
+    result = run_playbook(
+        "playbooks/upgrade.yml", site["inventory"],
+        "-e", f"edgesite_k3s_version={V2}", "-e", "k3s_upgrade_drain=false",
+    )  # fmt: skip
+    assert result.rc == 0, result.output[-5000:]
+    new_starts = []
+    for host in [*MASTERS, WORKER]:
+        records = starts(host)[before[host] :]
+        assert [r["version"] for r in records] == [V2], host  # restarted exactly once
+        new_starts.append(records[0]["started_ns"])
+        assert V2 in sh(host, "/usr/local/bin/k3s --version").stdout
+    assert new_starts == sorted(new_starts)
+    # Strictly one at a time: each master's gate passed before the next master was touched.
+    gates = [m.start() for m in re.finditer(r"Wait for the API to report ready", result.output)]
+    installs = [m.start() for m in re.finditer(r"Install the k3s binary", result.output)]
+    assert len(gates) == 3 and len(installs) >= 4
+    assert installs[0] < gates[0] < installs[1] < gates[1] < installs[2] < gates[2]
+
+
+def test_failed_health_check_stops_the_rollout(site, run_playbook):
+    add_version(site["artifacts"], V3)
+    sh(MASTERS[1], "touch /var/lib/rancher/k3s/standin/fail-health")
+    try:
+        result = run_playbook(
+            "playbooks/upgrade.yml", site["inventory"],
+            "-e", f"edgesite_k3s_version={V3}", "-e", "k3s_upgrade_drain=false",
+        )  # fmt: skip
+    finally:
+        sh(MASTERS[1], "rm -f /var/lib/rancher/k3s/standin/fail-health")
+    assert result.rc != 0
+    assert "did not pass the health gate in this run; the site's rollout stops here" in (
+        result.output
+    )
+    assert running_version(MASTERS[0]) == V3
+    assert running_version(MASTERS[1]) == V3  # restarted, then failed its gate
+    for host in (MASTERS[2], WORKER):  # never touched, binary included
+        assert running_version(host) == V2
+        assert V2 in sh(host, "/usr/local/bin/k3s --version").stdout
+
+
+def test_reset_refuses_without_confirmation(site, run_playbook):
+    result = run_playbook("playbooks/reset.yml", site["inventory"])
+    assert result.rc != 0
+    assert f"-e edgesite_reset_confirm={SITE}" in result.output
+    for host in [*MASTERS, WORKER]:
+        assert sh(host, "test -x /usr/local/bin/k3s", check=False).returncode == 0
+
+
+LEFTOVERS = [
+    "/usr/local/bin/k3s",
+    "/etc/rancher",
+    "/var/lib/rancher",
+    "/etc/systemd/system/k3s.service",
+    "/etc/systemd/system/k3s-agent.service",
+    "/run/k3s",
+    "/var/lib/kubelet",
+]
+
+
+def test_reset_leaves_nothing_behind(site, run_playbook):
+    result = run_playbook(
+        "playbooks/reset.yml", site["inventory"], "-e", f"edgesite_reset_confirm={SITE}"
+    )
+    assert result.rc == 0, result.output[-5000:]
+    for host in [*MASTERS, WORKER]:
+        left = sh(host, f"ls -d {' '.join(LEFTOVERS)} 2>/dev/null", check=False).stdout
+        assert left == "", (host, left)
+        units = sh(host, "systemctl list-unit-files 'k3s*' --no-legend", check=False).stdout
+        assert units.strip() == "", (host, units)
+        assert sh(host, "pgrep -f 'k3s (server|agent)'", check=False).returncode == 1
+    assert not (site["kube"] / f"{SITE}.yaml").exists()
