@@ -22,7 +22,12 @@ KIND_ALIASES = {
 API_VERSIONS = {"EndpointSlice": "discovery.k8s.io/v1"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands that never need the proxy package: importing it would cost the running agent
+# several MiB of modules it does not use (the agent imports it itself when enabled).
+AGENT_COMMANDS = ("run", "status", "dump")
+
+
+def build_parser(with_proxy: bool = True) -> argparse.ArgumentParser:
     from edgesite_agent import __version__
 
     p = argparse.ArgumentParser(prog="edgesite-agent", description="EdgeSite edge agent")
@@ -46,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("-n", "--namespace", help="only this namespace")
     dump.set_defaults(func=cmd_dump)
 
+    if not with_proxy:
+        return p
     try:  # the proxy adds its own group when it is part of this build
         from edgesite_agent.proxy import cli as proxy_cli
     except ImportError:
@@ -184,6 +191,6 @@ def cmd_dump(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
-    parser = build_parser()
+    parser = build_parser(with_proxy=not argv or argv[0] not in AGENT_COMMANDS)
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

@@ -136,20 +136,59 @@ class KubeClient:
                 raise ApiError(0, "BadResponse", f"GET {path}: invalid JSON") from exc
         raise AssertionError("unreachable")
 
-    def list_pages(self, path: str, params: dict[str, str], limit: int) -> Iterator[Obj]:
-        """Yield list pages following `continue`; an expired token surfaces as ApiError 410."""
+    def list_pages(self, path: str, params: dict[str, str], limit: int) -> Iterator[ListPage]:
+        """Yield list pages following `continue`; an expired token surfaces as ApiError 410.
+
+        Each page is streamed: iterate it for its items (decoded one at a time), then read
+        its `metadata`. A page must be consumed before the next one is requested. Why: a
+        real API server answers resourceVersion=0 lists from its watch cache and may ignore
+        `limit`, so one answer can hold every object; decoding it whole would keep the
+        body and all objects in memory at once (tens of MiB, never fully returned to the
+        OS by the allocator)."""
         params = dict(params)
         if limit:
             params["limit"] = str(limit)
         while True:
-            page = self.get(path, params)
-            yield page
-            token = (page.get("metadata") or {}).get("continue")
+            page = self._open_list(path, params)
+            try:
+                yield page
+                page.drain()
+            except BaseException:
+                self.close()  # a half-read body leaves the connection unusable
+                raise
+            if page.will_close:
+                self.close()
+            token = page.metadata.get("continue")
             if not token:
                 return
             # Upstream: a continue request carries no resourceVersion of its own.
             params = {k: v for k, v in params.items() if k != "resourceVersion"}
             params["continue"] = token
+
+    def _open_list(self, path: str, params: dict[str, str]) -> ListPage:
+        import http.client
+
+        target = self.url(path, params)
+        for attempt in (0, 1):
+            conn = getattr(self._local, "conn", None)
+            fresh = conn is None
+            if conn is None:
+                conn = self._local.conn = self._connect(self.read_timeout)
+            try:
+                conn.request("GET", target, headers=self._headers())
+                resp = conn.getresponse()
+                if resp.status // 100 != 2:
+                    body = resp.read()
+                    if resp.will_close:
+                        self.close()
+                    raise ApiError.from_status(resp.status, body)
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                if not fresh and attempt == 0:
+                    continue
+                raise ApiError(0, "TransportError", f"GET {path}: {exc}") from exc
+            return ListPage(resp, path)
+        raise AssertionError("unreachable")
 
     def watch(self, path: str, params: dict[str, str], idle_timeout: float) -> Watch:
         params = dict(params, watch="1")
@@ -209,3 +248,132 @@ class Watch:
             raise ApiError(0, "TransportError", f"watch {self._path}: {exc!r}") from exc
         finally:
             self.close()
+
+
+_WS = frozenset(" \t\n\r")
+
+
+class ListPage:
+    """One List answer, decoded incrementally: `for obj in page` yields the `items` one by
+    one while the body is read in chunks; the other top-level fields (`metadata`, `kind`,
+    ...) land in `fields`, wherever they are in the document.
+
+    Only the current chunk and the current item exist as Python objects. JSON values are
+    self-delimiting except numbers, so a value that ends exactly at the end of the buffer
+    is decoded again once more text (or the end of the body) is there."""
+
+    def __init__(self, resp: http.client.HTTPResponse, path: str, chunk: int = 65536) -> None:
+        import codecs
+
+        self._resp, self._path, self._chunk = resp, path, chunk
+        self._text = codecs.getincrementaldecoder("utf-8")()
+        self._decode = json.JSONDecoder().raw_decode
+        self._buf = ""
+        self._pos = 0
+        self._eof = False
+        self._started = False
+        self.fields: Obj = {}
+        self.will_close = bool(resp.will_close)
+
+    @property
+    def metadata(self) -> Obj:
+        meta = self.fields.get("metadata")
+        return meta if isinstance(meta, dict) else {}
+
+    def drain(self) -> None:
+        """Consume what the caller did not (e.g. a filtered-out remainder)."""
+        for _ in self:
+            pass
+
+    def __iter__(self) -> Iterator[Obj]:
+        import http.client
+
+        if self._started:
+            return
+        self._started = True
+        try:
+            yield from self._items()
+        except (OSError, http.client.HTTPException) as exc:
+            raise ApiError(0, "TransportError", f"GET {self._path}: {exc!r}") from exc
+        except ValueError as exc:  # UnicodeDecodeError, or JSON that is not a List
+            raise ApiError(0, "BadResponse", f"GET {self._path}: {exc}") from exc
+
+    def _items(self) -> Iterator[Obj]:
+        self._expect("{")
+        if self._peek() == "}":
+            self._pos += 1
+            return
+        while True:
+            key = self._value()
+            if not isinstance(key, str):
+                raise ValueError("object key is not a string")
+            self._expect(":")
+            if key == "items" and self._peek() == "[":
+                self._pos += 1
+                if self._peek() == "]":
+                    self._pos += 1
+                else:
+                    while True:
+                        obj = self._value()
+                        if isinstance(obj, dict):
+                            yield obj
+                        if self._peek() == "]":
+                            self._pos += 1
+                            break
+                        self._expect(",")
+            else:
+                self.fields[key] = self._value()
+            if self._peek() == "}":
+                self._pos += 1
+                return
+            self._expect(",")
+
+    def _fill(self, want: int) -> bool:
+        """Append at least one more chunk of text; False at the end of the body."""
+        while not self._eof:
+            data = self._resp.read(want)
+            if not data:
+                self._eof = True
+                text = self._text.decode(b"", final=True)
+            else:
+                text = self._text.decode(data)
+            self._buf = self._buf[self._pos :] + text
+            self._pos = 0
+            if text:
+                return True
+        return False
+
+    def _peek(self) -> str:
+        buf, pos = self._buf, self._pos
+        while True:
+            while pos < len(buf) and buf[pos] in _WS:
+                pos += 1
+            self._pos = pos
+            if pos < len(buf):
+                return buf[pos]
+            if not self._fill(self._chunk):
+                raise ValueError("truncated list response")
+            buf, pos = self._buf, self._pos
+
+    def _expect(self, char: str) -> None:
+        if self._peek() != char:
+            raise ValueError(f"expected {char!r} at offset {self._pos} of the buffer")
+        self._pos += 1
+
+    def _value(self) -> Any:
+        self._peek()
+        want = self._chunk
+        while True:
+            try:
+                value, end = self._decode(self._buf, self._pos)
+            except json.JSONDecodeError:
+                # Incomplete (or invalid: then the body ends and we fail). Read in growing
+                # steps so a very large object is not re-scanned once per small chunk.
+                if not self._fill(want):
+                    raise
+                want = max(want, len(self._buf) - self._pos)
+                continue
+            if end == len(self._buf) and self._fill(want):
+                continue  # a number may continue in the next chunk
+            self._pos = end
+            return value

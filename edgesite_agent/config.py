@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,25 +16,40 @@ class ConfigError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
 class AgentConfig:
-    node_name: str
-    store_path: str
-    kubeconfig: str | None = None  # the node's kubelet identity (Node authorizer)
-    proxy_kubeconfig: str | None = None  # kube-proxy identity: Services, EndpointSlices
-    in_cluster: bool = False
-    listen_address: str = "127.0.0.1"
-    listen_port: int = 10260
-    cache_secrets: bool = False
-    watch_list: bool = False
-    page_size: int = 500
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 30.0
-    watch_idle_timeout_s: float = 90.0
-    refs_refresh_s: float = 60.0
-    store_cache_kib: int = 512
-    log_level: str = "INFO"
-    proxy: dict[str, Any] = field(default_factory=dict)
+    """The parsed file. A plain class rather than a dataclass: the dataclasses module
+    imports inspect/ast (about 1 MiB resident), which an agent targeting 24 MiB can't spare."""
+
+    def __init__(
+        self,
+        node_name: str,
+        store_path: str,
+        *,
+        kubeconfig: str | None = None,  # the node's kubelet identity (Node authorizer)
+        proxy_kubeconfig: str | None = None,  # kube-proxy identity: Services, EndpointSlices
+        in_cluster: bool = False,
+        listen_address: str = "127.0.0.1",
+        listen_port: int = 10260,
+        cache_secrets: bool = False,
+        watch_list: bool = False,
+        page_size: int = 500,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 30.0,
+        watch_idle_timeout_s: float = 90.0,
+        refs_refresh_s: float = 60.0,
+        store_cache_kib: int = 512,
+        log_level: str = "INFO",
+        proxy: dict[str, Any] | None = None,
+    ) -> None:
+        self.node_name, self.store_path = node_name, store_path
+        self.kubeconfig, self.proxy_kubeconfig = kubeconfig, proxy_kubeconfig
+        self.in_cluster = in_cluster
+        self.listen_address, self.listen_port = listen_address, listen_port
+        self.cache_secrets, self.watch_list, self.page_size = cache_secrets, watch_list, page_size
+        self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
+        self.watch_idle_timeout_s, self.refs_refresh_s = watch_idle_timeout_s, refs_refresh_s
+        self.store_cache_kib, self.log_level = store_cache_kib, log_level
+        self.proxy: dict[str, Any] = dict(proxy or {})
 
     @property
     def proxy_enabled(self) -> bool:

@@ -24,7 +24,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from edgesite_agent.client import ApiError, KubeClient
@@ -73,14 +72,22 @@ class Backoff:
         return self._step * (1 + self.jitter * self._rand())
 
 
-@dataclass(frozen=True)
 class ResourceSpec:
-    kind: str
-    api_version: str
-    path: str  # collection path, e.g. /api/v1/pods
-    field_selector: str = ""
-    label_selector: str = ""
-    keep: Callable[[KubeObject], bool] | None = None  # client-side scope filter
+    """One watched resource and its scope (rule 7)."""
+
+    __slots__ = ("api_version", "field_selector", "keep", "kind", "label_selector", "path")
+
+    def __init__(
+        self,
+        kind: str,
+        api_version: str,
+        path: str,  # collection path, e.g. /api/v1/pods
+        field_selector: str = "",
+        label_selector: str = "",
+        keep: Callable[[KubeObject], bool] | None = None,  # client-side scope filter
+    ) -> None:
+        self.kind, self.api_version, self.path = kind, api_version, path
+        self.field_selector, self.label_selector, self.keep = field_selector, label_selector, keep
 
     def params(self) -> dict[str, str]:
         p = {}
@@ -191,12 +198,14 @@ class Reflector:
                 for page in self.client.list_pages(self.spec.path, params, self.page_size):
                     pages += 1
                     self.status.contact()
-                    list_rv = _meta(page).get("resourceVersion") or list_rv
-                    for obj in page.get("items") or []:
+                    # Items arrive one at a time (the page is streamed); each goes to the
+                    # store and is dropped before the next one is decoded.
+                    for obj in page:
                         obj.setdefault("kind", kind)
                         obj.setdefault("apiVersion", self.spec.api_version)
                         if self._offer(obj, ""):
                             seen.add(_key(obj))
+                    list_rv = page.metadata.get("resourceVersion") or list_rv
             except ApiError as exc:
                 if exc.gone and exc.reason == "Expired" and pages > 0:
                     # Rule 3: the snapshot is gone; restart from the first page.

@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +21,27 @@ class KubeconfigError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
 class Credentials:
-    server: str
-    ca_file: str | None = None
-    ca_data: bytes | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    cert_data: bytes | None = None
-    key_data: bytes | None = None
-    token: str | None = None
-    token_file: str | None = None
-    insecure: bool = False
+    """Where the API is and how to prove who we are. (A plain class, not a dataclass: the
+    dataclasses module imports inspect/ast, about 1 MiB of the agent's footprint.)"""
+
+    def __init__(
+        self,
+        server: str,
+        ca_file: str | None = None,
+        ca_data: bytes | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        cert_data: bytes | None = None,
+        key_data: bytes | None = None,
+        token: str | None = None,
+        token_file: str | None = None,
+        insecure: bool = False,
+    ) -> None:
+        self.server, self.ca_file, self.ca_data = server, ca_file, ca_data
+        self.cert_file, self.key_file = cert_file, key_file
+        self.cert_data, self.key_data = cert_data, key_data
+        self.token, self.token_file, self.insecure = token, token_file, insecure
 
     def __repr__(self) -> str:  # never print key material or tokens
         return f"Credentials(server={self.server!r}, cert_file={self.cert_file!r})"
@@ -47,7 +54,11 @@ class Credentials:
     def ssl_context(self) -> Any:
         import ssl
 
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        # Same defaults as ssl.create_default_context (hostname check, CERT_REQUIRED), but
+        # the system bundle is loaded only when the kubeconfig names no CA: a cluster CA is
+        # the only trust anchor kubectl uses too, and parsing ~140 system certificates per
+        # context costs about 1 MiB of the agent's footprint for nothing.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if self.insecure:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
@@ -55,6 +66,8 @@ class Credentials:
             ctx.load_verify_locations(
                 cafile=self.ca_file, cadata=self.ca_data.decode() if self.ca_data else None
             )
+        else:
+            ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
         if self.cert_file:
             ctx.load_cert_chain(self.cert_file, self.key_file)
         elif self.cert_data:
@@ -63,6 +76,8 @@ class Credentials:
 
 
 def _load_chain_from_memory(ctx: Any, cert: bytes, key: bytes) -> None:
+    import tempfile  # only for embedded key data: tempfile pulls in shutil, bz2, lzma
+
     # ssl can only load a key from a file: use a private directory and delete at once.
     with tempfile.TemporaryDirectory(prefix="edgesite-") as d:
         path = Path(d) / "client.pem"

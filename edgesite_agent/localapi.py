@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import socketserver
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,6 +29,9 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "services": ("Service", "v1", True),
     "endpointslices": ("EndpointSlice", "discovery.k8s.io/v1", True),
 }
+MAX_LINE = 8192  # request line and each header line
+MAX_HEADERS = 100
+MAX_DISCARD = 1 << 20  # a request body we read (to answer cleanly) but never use
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -35,7 +39,7 @@ def _status(code: int, reason: str, message: str) -> dict[str, Any]:
             "message": message, "reason": reason, "code": code}  # fmt: skip
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
@@ -46,28 +50,67 @@ class _Server(ThreadingHTTPServer):
         super().__init__(addr, _Handler)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
+class _Handler(socketserver.StreamRequestHandler):
+    """A deliberately small HTTP/1.1 server side: one GET/HEAD per connection, answered
+    with `Connection: close`. http.server would pull in html, mimetypes, shutil, bz2 and
+    lzma (about 1 MiB resident) for features a loopback read API does not use."""
 
-    def log_message(self, format: str, *args: Any) -> None:
-        self.server.api.log.debug("local api: " + format, *args)
+    server: _Server
+    timeout = 30  # a client that stops sending must not hold a thread for ever
+
+    def handle(self) -> None:
+        self.command = "GET"
+        try:
+            line = self.rfile.readline(MAX_LINE + 1)
+            if not line:
+                return
+            parts = line.decode("latin-1").split()
+            if len(line) > MAX_LINE or len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+                return self._send(400, b"bad request", "text/plain")
+            self.command, target = parts[0], parts[1]
+            length = 0
+            for _ in range(MAX_HEADERS):
+                header = self.rfile.readline(MAX_LINE + 1)
+                if header in (b"\r\n", b"\n", b""):
+                    break
+                name, _, value = header.decode("latin-1").partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value.strip() or 0)
+            else:
+                return self._send(431, b"too many headers", "text/plain")
+            if length:
+                # Read what the client sends before answering, so closing does not reset
+                # the connection under the client before it has read our answer.
+                self.rfile.read(min(length, MAX_DISCARD))
+            if self.command in ("GET", "HEAD"):
+                self.do_get(target)
+            else:
+                self._json(405, _status(405, "MethodNotAllowed", "the local API is read-only"))
+        except (OSError, ValueError) as exc:
+            self.server.api.log.debug("local api: %s: %s", self.client_address, exc)
+
+    def _head(self, code: int, ctype: str, length: int | None) -> None:
+        framing = (
+            f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+        )
+        self.wfile.write(
+            f"HTTP/1.1 {code} {HTTPStatus(code).phrase}\r\nContent-Type: {ctype}\r\n"
+            f"{framing}\r\nConnection: close\r\n\r\n".encode("latin-1")
+        )
 
     def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
+        self._head(code, ctype, len(body))
         if self.command != "HEAD":
             self.wfile.write(body)
 
     def _json(self, code: int, obj: Any) -> None:
         self._send(code, json.dumps(obj, separators=(",", ":")).encode())
 
-    def do_GET(self) -> None:
+    def do_get(self, target: str) -> None:
         api = self.server.api
-        url = urlsplit(self.path)
+        url = urlsplit(target)
         path = url.path.rstrip("/")
+        api.log.debug("local api: %s %s", self.command, target)
         if path == "/healthz":
             return self._send(200, b"ok", "text/plain")
         if path == "/readyz":
@@ -94,16 +137,11 @@ class _Handler(BaseHTTPRequestHandler):
         q = parse_qs(url.query)
         self._stream_list(kind, api_version, ns, q.get("labelSelector", [""])[0])
 
-    do_HEAD = do_GET
-
     def _stream_list(self, kind: str, api_version: str, ns: str | None, labels: str) -> None:
         api = self.server.api
         keep = _label_filter(labels)
         rv = api.store.resource_version(kind)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
+        self._head(200, "application/json", None)
         if self.command == "HEAD":
             self.wfile.write(b"0\r\n\r\n")
             return
@@ -126,11 +164,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _chunk(self, text: str) -> None:
         data = text.encode()
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-
-    def do_POST(self) -> None:
-        self._json(405, _status(405, "MethodNotAllowed", "the local API is read-only"))
-
-    do_PUT = do_DELETE = do_PATCH = do_POST
 
 
 def _route(path: str) -> tuple[str, str | None, str | None] | None:

@@ -194,7 +194,11 @@ def _capture(out: list[BaseException], fn: Any, *args: Any) -> None:
 def test_rule6_watch_list_streams_initial_events(api: KubeAPIServer, make_config: Any) -> None:
     populate(api)
     with running_agent(make_config(watch_list=True)) as agent:
-        wait_until(lambda: all(agent.status.synced >= {"Pod", "Service"} for _ in [0]))
+        # Every kind compared below must have finished its initial events first.
+        wait_until(
+            lambda: agent.status.synced >= {"Pod", "Node", "Service", "EndpointSlice"},
+            what="initial events of every listed kind",
+        )
         assert_store_equals_api(api, agent.cfg.store_path)
         assert not _lists(api, "/api/v1/pods"), "watch-list must replace the list"
         w = _watches(api, "/api/v1/pods")[0]
