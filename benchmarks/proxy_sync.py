@@ -186,7 +186,10 @@ def main() -> int:
         slow = None
         for n in (int(x) for x in args.sizes.split(",")):
             if slow is not None:
-                print(f"{backend:15s} services={n:6d} skipped: a smaller size took {slow:.0f} s")
+                print(
+                    f"{backend:15s} services={n:6d} skipped: a smaller size took {slow:.0f} s "
+                    "or failed"
+                )
                 continue
             proc = subprocess.run(
                 ["unshare", "--net", sys.executable, __file__, "--inner", backend, str(n)],
@@ -195,8 +198,11 @@ def main() -> int:
                 timeout=3600,
             )
             if proc.returncode != 0:
-                print(proc.stderr, file=sys.stderr)
-                return 1
+                # Reported, not hidden: e.g. iptables-nft exceeding the apply timeout.
+                why = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                print(f"{backend:15s} services={n:6d} FAILED: {why}", flush=True)
+                slow = float("inf")
+                continue
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             results.setdefault(backend, {})[n] = r
             print(
