@@ -5,11 +5,14 @@ Exit codes: 0 ok, 1 not ready / failure, 2 usage or configuration error.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
 
 KIND_ALIASES = {
     "pod": "Pod", "pods": "Pod", "po": "Pod",
@@ -28,6 +31,8 @@ AGENT_COMMANDS = ("run", "status", "dump")
 
 
 def build_parser(with_proxy: bool = True) -> argparse.ArgumentParser:
+    import argparse
+
     from edgesite_agent import __version__
 
     p = argparse.ArgumentParser(prog="edgesite-agent", description="EdgeSite edge agent")
@@ -75,7 +80,7 @@ def _load(path: str) -> Any:
         return None
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: Any) -> int:  # argparse.Namespace or _plain_run's namespace
     import signal
 
     cfg = _load(args.config)
@@ -190,7 +195,25 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plain_run(argv: list[str]) -> Any:
+    """`run --config FILE` exactly: parsed by hand, because argparse (and the shutil, bz2
+    and lzma modules its help formatter imports) would stay resident in the long-running
+    agent for ~0.9 MiB. Anything else, `--help` included, goes through argparse."""
+    if len(argv) == 3 and argv[:2] == ["run", "--config"] and not argv[2].startswith("-"):
+        path = argv[2]
+    elif len(argv) == 2 and argv[0] == "run" and argv[1].startswith("--config="):
+        path = argv[1].removeprefix("--config=")
+    else:
+        return None
+    from types import SimpleNamespace
+
+    return SimpleNamespace(config=path, func=cmd_run) if path else None
+
+
 def main(argv: list[str]) -> int:
+    args = _plain_run(argv)
+    if args is not None:
+        return int(args.func(args) or 0)
     parser = build_parser(with_proxy=not argv or argv[0] not in AGENT_COMMANDS)
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

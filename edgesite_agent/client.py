@@ -12,15 +12,16 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
 if TYPE_CHECKING:
     import http.client
+    from typing import Any
 
     from edgesite_agent.kubeconfig import Credentials
 
-Obj = dict[str, Any]
+Obj = dict  # dict[str, Any]: decoded JSON objects
 
 
 class ApiError(Exception):

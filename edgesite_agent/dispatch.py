@@ -10,9 +10,13 @@ import json
 import logging
 from collections import defaultdict
 
-from edgesite_agent.events import EventHandler, EventType, KubeObject
+from edgesite_agent.events import EventType, KubeObject
 from edgesite_agent.status import Status
 from edgesite_agent.store import Store
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
+if TYPE_CHECKING:
+    from edgesite_agent.events import EventHandler
 
 
 class Dispatcher:

@@ -24,7 +24,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
 
 from edgesite_agent.client import ApiError, KubeClient
 from edgesite_agent.events import EventType, KubeObject
@@ -34,11 +33,17 @@ Key = tuple[str, str]
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
-class Sink(Protocol):
-    def event(self, kind: str, event_type: EventType, obj: KubeObject, kind_rv: str) -> None: ...
-    def resource_version(self, kind: str, rv: str) -> None: ...
-    def synced(self, kind: str) -> None: ...
-    def last_known(self, kind: str, namespace: str, name: str) -> KubeObject: ...
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    class Sink(Protocol):
+        def event(
+            self, kind: str, event_type: EventType, obj: KubeObject, kind_rv: str
+        ) -> None: ...
+        def resource_version(self, kind: str, rv: str) -> None: ...
+        def synced(self, kind: str) -> None: ...
+        def last_known(self, kind: str, namespace: str, name: str) -> KubeObject: ...
 
 
 class Backoff:

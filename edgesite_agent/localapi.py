@@ -14,11 +14,14 @@ import socketserver
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from edgesite_agent.status import Status
 from edgesite_agent.store import Store
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
+if TYPE_CHECKING:
+    from typing import Any
 
 # plural -> (kind, apiVersion, namespaced)
 RESOURCES: dict[str, tuple[str, str, bool]] = {
@@ -160,6 +163,7 @@ class _Handler(socketserver.StreamRequestHandler):
         parts.append("]}")
         self._chunk("".join(parts))
         self.wfile.write(b"0\r\n\r\n")
+        api.after_list()
 
     def _chunk(self, text: str) -> None:
         data = text.encode()
@@ -218,10 +222,11 @@ def _label_filter(selector: str) -> Callable[[dict[str, Any]], bool] | None:
 class LocalAPI:
     def __init__(
         self, store: Store, status: Status, log: logging.Logger, address: str, port: int,
-        cache_secrets: bool,
+        cache_secrets: bool, after_list: Callable[[], None] = lambda: None,
     ) -> None:  # fmt: skip
         self.store, self.status, self.log = store, status, log
         self.cache_secrets = cache_secrets
+        self.after_list = after_list  # e.g. return the list's transient heap to the OS
         self._httpd = _Server((address, port), self)
         self.port = self._httpd.server_address[1]
         host = f"[{address}]" if ":" in address else address

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 from edgesite_agent.client import ApiError, KubeClient
 from edgesite_agent.events import EventType, KubeObject
-from edgesite_agent.informer import Backoff, Sink
+from edgesite_agent.informer import Backoff
 from edgesite_agent.status import Status
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
+if TYPE_CHECKING:
+    from typing import Any
+
+    from edgesite_agent.informer import Sink
 
 Ref = tuple[str, str, str]  # (kind, namespace, name)
 PATHS = {"ConfigMap": "configmaps", "Secret": "secrets"}

@@ -21,9 +21,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from edgesite_agent.events import EventType, KubeObject
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA_VERSION = 1
 APP_ID = 0x45445354  # "EDST": marks the file as ours, so a foreign database is recognised
