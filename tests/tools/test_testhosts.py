@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 
 from conftest import REPO
 
 spec = importlib.util.spec_from_file_location("testhosts", REPO / "tools" / "testhosts.py")
 testhosts = importlib.util.module_from_spec(spec)
+# dataclasses resolve their module through sys.modules.
+sys.modules["testhosts"] = testhosts
 spec.loader.exec_module(testhosts)
 
 
@@ -32,9 +35,10 @@ def test_podman_always_gets_the_project_containers_conf():
 
 
 def test_inventory_places_hosts_in_the_edgesite_groups():
-    text = testhosts.render_inventory(
-        "sbx", [("edgesite-sbx-m1", "10.89.0.2")], [("edgesite-sbx-w1", "10.89.0.3")]
+    site = testhosts.Site(
+        "default", [("edgesite-sbx-m1", "10.89.0.2")], [("edgesite-sbx-w1", "10.89.0.3")]
     )
+    text = testhosts.render_inventory("sbx", [site])
     body = json.loads(text.split("\n", 1)[1])
     children = body["all"]["children"]
     assert children["edgesite_masters"]["hosts"] == {
@@ -44,3 +48,28 @@ def test_inventory_places_hosts_in_the_edgesite_groups():
         "edgesite-sbx-w1": {"edgesite_node_ip": "10.89.0.3"}
     }
     assert body["all"]["vars"]["ansible_connection"] == "containers.podman.podman"
+
+
+def test_multi_site_ssh_inventory_names_each_hosts_site_and_pins_host_keys(tmp_path):
+    sites = [
+        testhosts.Site(name, [(f"{name}-m1", f"10.89.{i}.2")], [(f"{name}-w1", f"10.89.{i}.3")])
+        for i, name in enumerate(testhosts.site_names(2), start=1)
+    ]
+    ssh = testhosts.SshAccess(tmp_path / "id_ed25519", tmp_path / "known_hosts")
+    body = json.loads(testhosts.render_inventory("fleet", sites, ssh).split("\n", 1)[1])
+    masters = body["all"]["children"]["edgesite_masters"]["hosts"]
+    assert masters["site2-m1"] == {
+        "edgesite_node_ip": "10.89.2.2",
+        "edgesite_site": "site2",
+        "ansible_host": "10.89.2.2",
+    }
+    assert body["all"]["vars"]["ansible_connection"] == "ssh"
+    assert (
+        f"UserKnownHostsFile={tmp_path / 'known_hosts'}"
+        in (body["all"]["vars"]["ansible_ssh_common_args"])
+    )
+
+
+def test_host_names_carry_the_site_only_in_multi_site_fleets():
+    assert testhosts.host_names("sbx", 1, 1) == (["edgesite-sbx-m1"], ["edgesite-sbx-w1"])
+    assert testhosts.host_names("f", 1, 0, "site2", 3) == (["edgesite-f-site2-m1"], [])
