@@ -40,7 +40,7 @@ class AgentConfig:
         read_timeout_s: float = 30.0,
         watch_idle_timeout_s: float = 90.0,
         refs_refresh_s: float = 60.0,
-        store_cache_kib: int = 512,
+        store_cache_kib: int = 128,
         log_level: str = "INFO",
         proxy: dict[str, Any] | None = None,
     ) -> None:

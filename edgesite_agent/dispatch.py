@@ -6,6 +6,7 @@ store would then stop following the API.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections import defaultdict
@@ -33,6 +34,10 @@ class Dispatcher:
         self.store.apply(kind, event_type, obj, kind_rv)
         self.status.inc("events_applied_total", kind=kind, type=str(event_type))
         self.notify(kind, event_type, obj)
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Events applied inside share one store transaction (see Store.transaction)."""
+        return self.store.transaction()
 
     def notify(self, kind: str, event_type: EventType, obj: KubeObject) -> None:
         for h in self._handlers.get(kind, ()):

@@ -31,10 +31,12 @@ from edgesite_agent.status import Status
 
 Key = tuple[str, str]
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+LIST_BATCH = 20  # listed objects applied per store transaction
 
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
     from typing import Any, Protocol
 
     class Sink(Protocol):
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
         ) -> None: ...
         def resource_version(self, kind: str, rv: str) -> None: ...
         def synced(self, kind: str) -> None: ...
+        def batch(self) -> AbstractContextManager[None]: ...
         def last_known(self, kind: str, namespace: str, name: str) -> KubeObject: ...
 
 
@@ -203,13 +206,14 @@ class Reflector:
                 for page in self.client.list_pages(self.spec.path, params, self.page_size):
                     pages += 1
                     self.status.contact()
-                    # Items arrive one at a time (the page is streamed); each goes to the
-                    # store and is dropped before the next one is decoded.
+                    # Items arrive one at a time (the page is streamed); at most LIST_BATCH
+                    # of them are held, then applied in one transaction and dropped.
+                    pending: list[KubeObject] = []
                     for obj in page:
-                        obj.setdefault("kind", kind)
-                        obj.setdefault("apiVersion", self.spec.api_version)
-                        if self._offer(obj, ""):
-                            seen.add(_key(obj))
+                        pending.append(obj)
+                        if len(pending) >= LIST_BATCH:
+                            self._offer_all(pending, seen)
+                    self._offer_all(pending, seen)
                     list_rv = page.metadata.get("resourceVersion") or list_rv
             except ApiError as exc:
                 if exc.gone and exc.reason == "Expired" and pages > 0:
@@ -220,6 +224,9 @@ class Reflector:
                     continue
                 raise
             break
+        # The watch uses its own connection; an idle kept-alive TLS connection per informer
+        # would hold its buffers for the next 5-10 minutes for nothing.
+        self.client.close()
         self._finish_sync(seen, list_rv)
 
     def _finish_sync(self, seen: set[Key], rv: str) -> None:
@@ -232,6 +239,19 @@ class Reflector:
         if not self.synced:
             self.synced = True
         self.sink.synced(kind)
+
+    def _offer_all(self, objs: list[KubeObject], seen: set[Key]) -> None:
+        """Listed objects, applied in one store transaction (no network I/O inside it)."""
+        if not objs:
+            return
+        kind, api_version = self.spec.kind, self.spec.api_version
+        with self.sink.batch():
+            for obj in objs:
+                obj.setdefault("kind", kind)
+                obj.setdefault("apiVersion", api_version)
+                if self._offer(obj, ""):
+                    seen.add(_key(obj))
+        objs.clear()
 
     def _offer(self, obj: KubeObject, kind_rv: str) -> bool:
         """Deliver an object as ADDED/MODIFIED if it is new or changed; False if out of scope."""

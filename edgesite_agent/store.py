@@ -63,10 +63,12 @@ def object_key(obj: KubeObject) -> Key:
 class Store:
     """Thread-safe (one connection behind a lock): informers write, the local API reads."""
 
-    def __init__(self, path: str | Path, log: logging.Logger, cache_kib: int = 512) -> None:
+    def __init__(self, path: str | Path, log: logging.Logger, cache_kib: int = 128) -> None:
         self.path = Path(path)
         self.log = log
-        self._lock = threading.Lock()
+        # Re-entrant: apply() runs inside transaction() on the same thread.
+        self._lock = threading.RLock()
+        self._batch = False
         self.moved_aside: Path | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
@@ -128,13 +130,35 @@ class Store:
         with self._lock:
             self._db.close()
 
-    # --- writes (each call is one transaction) -------------------------------------
+    # --- writes (each call is one transaction, or part of one transaction()) --------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several apply() calls (a slice of a list) into one transaction: one commit
+        instead of one per object, which is most of a relist's cost. Every event stays
+        all-or-nothing; a crash rolls back to the previous commit, an event boundary. The
+        store is locked meanwhile, so callers keep network I/O out of it."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            self._batch = True
+            try:
+                yield
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            else:
+                db.execute("COMMIT")
+            finally:
+                self._batch = False
+
     def apply(self, kind: str, event_type: EventType | str, obj: KubeObject, kind_rv: str) -> None:
         ns, name = object_key(obj)
         meta = obj.get("metadata") or {}
         with self._lock:
             db = self._db
-            db.execute("BEGIN IMMEDIATE")
+            own = not self._batch
+            if own:
+                db.execute("BEGIN IMMEDIATE")
             try:
                 if event_type == EventType.DELETED:
                     db.execute(
@@ -152,9 +176,11 @@ class Store:
                     )  # fmt: skip
                 if kind_rv:
                     _set_rv(db, kind, kind_rv)
-                db.execute("COMMIT")
+                if own:
+                    db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if own:
+                    db.execute("ROLLBACK")
                 raise
 
     def delete_kind(self, kind: str) -> int:
