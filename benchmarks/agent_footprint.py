@@ -109,6 +109,8 @@ def write_config(workdir: Path, api_url: str, watch_list: bool, port: int) -> Pa
 # never needs (and whose .pth hooks can cost several MiB).
 AGENT_FLAGS = ("-I", "-S")
 AGENT_ENV: dict[str, str] = {}  # the unit sets no environment of its own
+# Edge nodes run the distribution's python3 (Debian 12: 3.11); fall back to this interpreter.
+AGENT_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 
 
 def zipapp(workdir: Path) -> Path:
@@ -122,7 +124,7 @@ def spawn_agent(cfg: Path) -> subprocess.Popen[bytes]:
     pyz = zipapp(cfg.parent)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **AGENT_ENV}
     return subprocess.Popen(
-        [sys.executable, *AGENT_FLAGS, str(pyz), "run", "--config", str(cfg)],
+        [AGENT_PYTHON, *AGENT_FLAGS, str(pyz), "run", "--config", str(cfg)],
         cwd="/", env=env,
     )  # fmt: skip
 
@@ -213,8 +215,8 @@ def main() -> int:
             api.wait(20)
     print(f"objects: {PODS} pods, {SERVICES} services, {SERVICES} endpointslices "
           f"({SERVICES * EPS_PER_SLICE} endpoints); watch_list={args.watch_list}")  # fmt: skip
-    print(f"agent command: python3 {' '.join(AGENT_FLAGS)} edgesite-agent.pyz run "
-          f"(env {AGENT_ENV or 'none'}; {sys.version.split()[0]})")  # fmt: skip
+    print(f"agent command: {AGENT_PYTHON} {' '.join(AGENT_FLAGS)} edgesite-agent.pyz run "
+          f"--config FILE (env {AGENT_ENV or 'none'})")  # fmt: skip
     print(f"sync_s: {took:.2f}")
     print(f"store_mib: {size:.2f}")
     print(f"served_by_local_api: {endpoints} endpoints")
