@@ -13,6 +13,7 @@ PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 
 help:
 	@echo "make sandbox      create the local podman site and run site.yml against it"
+	@echo "                  (ARTIFACTS=dir: pinned k3s artifacts for the air-gapped install)"
 	@echo "make test         lint + unit/integration tests + molecule scenarios (what CI runs)"
 	@echo "make sandbox-down remove the sandbox hosts"
 
@@ -32,7 +33,7 @@ image: hostdeps
 
 sandbox: venv image
 	python3 tools/testhosts.py up --name sandbox --masters 3 --workers 2 --inventory $(SANDBOX_INVENTORY)
-	$(BIN)/ansible-playbook -i $(SANDBOX_INVENTORY) site.yml
+	$(BIN)/ansible-playbook -i $(SANDBOX_INVENTORY) site.yml $(if $(ARTIFACTS),-e edgesite_artifacts_dir=$(abspath $(ARTIFACTS)))
 
 sandbox-down:
 	python3 tools/testhosts.py down --name sandbox
