@@ -10,7 +10,10 @@ What it implements, because the agent relies on it:
   `sendInitialEvents` ending with the `k8s.io/initial-events-end` bookmark (or 422 when
   refused), and 410 "too old resource version" for compacted history;
 - fieldSelector (metadata.name, metadata.namespace, spec.nodeName) and labelSelector;
-- Status objects on every error, and per-name GET.
+- Status objects on every error, and per-name GET;
+- the non-resource endpoints /version, /livez, /readyz (with ?verbose check lines) open to
+  everyone like kube-apiserver's public-info-viewer role, and /metrics (system:masters) with
+  the apiserver_storage_size_bytes gauge.
 Test controls (mutations, compaction, dropped streams, stop/start) are methods here and
 are exposed over a separate plain-HTTP admin port by `tests.kubeapi.admin`.
 """
@@ -46,6 +49,11 @@ class Options:
     paginate_rv0: bool = False  # real apiservers ignore `limit` for resourceVersion=0
     authorize: bool = True
     tokens: dict[str, str] = field(default_factory=dict)  # bearer token -> user name
+    # Non-resource endpoints (health reports read them): /version's gitVersion, the
+    # /readyz checks that fail (e.g. ["etcd"]), and the storage size /metrics reports.
+    git_version: str = "v1.31.4+k3s1"
+    failing_checks: list[str] = field(default_factory=list)
+    storage_size_bytes: int = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,9 @@ class _Handler(BaseHTTPRequestHandler):
         ident = self._identity()
         self.api.log_request(Request("GET", url.path, query, ident.user if ident else ""))
         try:
+            if url.path in _NON_RESOURCE:
+                self._non_resource(url.path, query, ident)
+                return
             if ident is None:
                 raise ApiStatusError(401, "Unauthorized", "Unauthorized")
             res, ns, name = _route(url.path)
@@ -160,6 +171,37 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, self.api.list(res, ns, query))
         except ApiStatusError as err:
             self._send_json(err.code, err.status())
+
+    def _send_text(self, code: int, text: str) -> None:
+        data = text.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _non_resource(self, path: str, query: dict[str, str], ident: Identity | None) -> None:
+        opts = self.api.options
+        if path == "/version":
+            self._send_json(200, {"major": "1", "minor": "31", "gitVersion": opts.git_version})
+        elif path == "/metrics":
+            if ident is None or (opts.authorize and "system:masters" not in ident.groups):
+                raise ApiStatusError(403, "Forbidden", 'forbidden: cannot get path "/metrics"')
+            self._send_text(200, "# HELP apiserver_storage_size_bytes Size of the storage "
+                            "database file physically allocated in bytes.\n"
+                            "# TYPE apiserver_storage_size_bytes gauge\n"
+                            'apiserver_storage_size_bytes{storage_cluster_id="test"} '
+                            f"{opts.storage_size_bytes}\n")  # fmt: skip
+        else:  # /livez, /readyz, like kube-apiserver's healthz handler
+            checks = ("ping", "log", "etcd", "poststarthook/start-informers")
+            lines = [f"[-]{c} failed: reason withheld" if c in opts.failing_checks
+                     else f"[+]{c} ok" for c in checks]  # fmt: skip
+            ok = not any(c in opts.failing_checks for c in checks)
+            name = path.strip("/")
+            lines.append(f"{name} check passed" if ok else f"{name} check failed")
+            verbose = "verbose" in query
+            self._send_text(200 if ok else 500, "\n".join(lines) + "\n" if verbose or not ok
+                            else "ok")  # fmt: skip
 
     def do_POST(self) -> None:
         self._send_json(405, ApiStatusError(405, "MethodNotAllowed", "read-only").status())
@@ -254,6 +296,9 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self.request.shutdown(socket.SHUT_RDWR)
         raise _Abort
+
+
+_NON_RESOURCE = frozenset({"/version", "/livez", "/readyz", "/metrics"})
 
 
 def _bookmark(res: Resource, rv: int, end: bool = False) -> Obj:
