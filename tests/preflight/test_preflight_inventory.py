@@ -261,3 +261,33 @@ def test_example_inventory_passes_preflight(run_playbook, artifacts_dir):
         f"edgesite_artifacts_dir={artifacts_dir}",
     )
     assert result.rc == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("limit", "expected"),
+    [
+        ("w1", "site 'default': this run holds 0 of its 3 masters (none; missing m1, m2, m3)"),
+        ("m1,w1", "site 'default': this run holds 1 of its 3 masters (m1; missing m2, m3)"),
+    ],
+)
+def test_run_with_part_of_a_sites_masters_is_refused(
+    limit, expected, tmp_path, run_playbook, artifacts_dir
+):
+    inventory = write_inventory(tmp_path, valid_inventory(), artifacts_dir)
+    result = run_playbook("site.yml", inventory, "--limit", limit)
+    assert result.rc != 0, result.output
+    assert expected in result.output, result.output
+    assert "Gathering Facts" not in result.output, result.output
+
+
+def test_limit_to_one_whole_site_passes_preflight(tmp_path, run_playbook, artifacts_dir):
+    inventory = copy.deepcopy(valid_inventory())
+    two_sites_reusing_addresses(inventory)
+    # Site b alone: its one master and its worker.
+    result = run_playbook(
+        "playbooks/preflight.yml",
+        write_inventory(tmp_path, inventory, artifacts_dir),
+        "--limit",
+        "site_b",
+    )
+    assert result.rc == 0, result.output

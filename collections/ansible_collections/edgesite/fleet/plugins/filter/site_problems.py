@@ -30,6 +30,12 @@ options:
     description: Name of the workers group.
     type: str
     default: edgesite_workers
+  inventory_masters:
+    description:
+      - "[master, site] pairs for every master of the whole inventory. A site whose masters are
+        only partly in the run is reported instead of being checked."
+    type: list
+    elements: list
 """
 
 EXAMPLES = r"""
@@ -54,9 +60,15 @@ from ansible_collections.edgesite.fleet.plugins.module_utils.site_model import (
 
 
 def _site_problems(
-    records, groups, masters_group="edgesite_masters", workers_group="edgesite_workers"
+    records,
+    groups,
+    masters_group="edgesite_masters",
+    workers_group="edgesite_workers",
+    inventory_masters=None,
 ):
-    return site_problems(list(records), list(groups), masters_group, workers_group)
+    return site_problems(
+        list(records), list(groups), masters_group, workers_group, inventory_masters
+    )
 
 
 class FilterModule:

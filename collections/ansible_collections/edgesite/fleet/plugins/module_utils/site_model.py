@@ -213,21 +213,51 @@ def _check_site_settings(site, settings):
     return problems
 
 
-def site_problems(
-    records, groups, masters_group="edgesite_masters", workers_group="edgesite_workers"
-):
-    """Validate the whole inventory; return a list of problems (empty when valid).
+def _check_whole_masters(site, records, inventory_masters):
+    """A run (e.g. --limit, or an AWX slice) must hold all of a site's masters, or none of it."""
+    in_run = {r["host"] for r in records}
+    masters = inventory_masters.get(site, [])
+    missing = [m for m in masters if m not in in_run]
+    if not missing:
+        return []
+    held = [m for m in masters if m in in_run]
+    return [
+        f"site '{site}': this run holds {len(held)} of its {len(masters)} masters "
+        f"({_hosts(held) or 'none'}; missing {_hosts(missing)}). Masters join and restart "
+        "through each other, so a partial run would half-configure the site: run whole sites "
+        "(--limit the site's group, one AWX job per site; no job slicing)"
+    ]
 
-    records: one dict per host with keys host, site, is_master, is_worker, node_name,
-    node_ip and the SITE_WIDE_KEYS (without their edgesite_ prefix).
+
+def site_problems(
+    records,
+    groups,
+    masters_group="edgesite_masters",
+    workers_group="edgesite_workers",
+    inventory_masters=None,
+):
+    """Validate the sites of this run; return a list of problems (empty when valid).
+
+    records: one dict per host of the run with keys host, site, is_master, is_worker,
+    node_name, node_ip and the SITE_WIDE_KEYS (without their edgesite_ prefix).
     groups: the inventory's group names.
+    inventory_masters: (master, site) pairs over the whole inventory, to refuse a run that
+    holds only part of a site's masters (None: the run is the whole inventory).
     """
+    masters_by_site = {}
+    for master, site in inventory_masters or ():
+        masters_by_site.setdefault(site or "default", []).append(master)
     problems = _check_groups(groups, masters_group, workers_group)
     if problems:
         return problems
     # Hosts in neither group (a bastion, localhost, other teams' hosts) are not part of a site.
     members_only = [r for r in records if r.get("is_master") or r.get("is_worker")]
     for site, members in sorted(group_sites(members_only).items()):
+        partial = _check_whole_masters(site, members, masters_by_site)
+        if partial:
+            # The other checks would judge a fragment of the site; this is the one to fix.
+            problems.extend(partial)
+            continue
         problems.extend(_check_roles(site, members))
         for record in members:
             problems.extend(_check_host_values(site, record))
