@@ -96,6 +96,11 @@ def summarize_node(node: dict[str, Any]) -> dict[str, Any]:
 # ---- agents ----------------------------------------------------------------------------------
 
 
+def _truthy(value: Any) -> bool:
+    # Values templated by a playbook may arrive as the strings "True"/"False".
+    return value is True or str(value).lower() in ("true", "yes", "1")
+
+
 def summarize_agent(raw: dict[str, Any], stale_seconds: float) -> dict[str, Any]:
     """One worker's agent, from what health.yml gathered on it.
 
@@ -110,7 +115,10 @@ def summarize_agent(raw: dict[str, Any], stale_seconds: float) -> dict[str, Any]
         "seconds_since_api_contact": None,
         "problems": [],
     }
-    if raw.get("unreachable"):
+    if _truthy(raw.get("disabled")):
+        out["version"] = "disabled"
+        return out
+    if _truthy(raw.get("unreachable")):
         out["problems"].append(
             "agent status unknown: Ansible could not reach the host"
             f" ({raw.get('error') or 'unreachable'})"
@@ -222,7 +230,7 @@ def etcd_result_datastore(
     """Normalise members/alarms/endpoints as edgesite.fleet.etcd_info returns them (also
     what etcd_datastore builds), so health.yml may run etcd_info on a master instead."""
     problems = list(extra_problems or [])
-    if result.get("failed") or result.get("error"):
+    if result.get("failed") or result.get("error") or result.get("unreachable"):
         msg = result.get("msg") or result.get("error") or "etcd_info failed"
         return {"kind": "external", "source": "etcd", "healthy": False, "members": [],
                 "leader": "", "alarms": [], "db_size": None,
@@ -351,6 +359,8 @@ def build_site(
                 )
         elif api.get("reachable"):
             row["problems"].append("not registered in the Kubernetes API")
+        else:
+            row["problems"].append("node state unknown: the site's API is not reachable")
         if host.get("is_worker"):
             agent = agent_by_node.get(name)
             if agent is None:
