@@ -429,6 +429,8 @@ def datastore_for(
                 "leader": NOT_FROM_CONTROLLER, "alarms": NOT_FROM_CONTROLLER, "db_size": None,
                 "problems": []}  # fmt: skip
     if not api.get("reachable"):
-        return None
+        unknown = "unknown (the site's API is not reachable)"
+        return {"kind": kind, "source": "", "healthy": None, "members": [], "leader": unknown,
+                "alarms": unknown, "db_size": None, "problems": []}  # fmt: skip
     nodes = [summarize_node(n) for n in api.get("nodes") or []]
     return api_datastore(kind, nodes, api.get("readyz") or {}, api.get("metrics") or {})
