@@ -115,7 +115,7 @@ attributes:
     description: Changes nothing, so there is no diff to show.
     support: none
 notes:
-  - Runs on the controller (C(delegate_to: localhost)), once per site.
+  - "Runs on the controller (C(delegate_to: localhost)), once per site."
   - Uses the Python standard library for HTTPS, not the C(kubernetes) client, so it needs no
     extra Python package on the controller or in an execution environment.
 seealso:
