@@ -1,5 +1,5 @@
-# Copyright: EdgeSite contributors
-# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# Copyright (c) 2026, EdgeSite contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filter that validates the fleet inventory with the shared site model."""
 
 DOCUMENTATION = r"""

@@ -1,5 +1,5 @@
 # Copyright (c) 2026, EdgeSite contributors
-# Apache-2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Shared client for the edgesite.fleet etcd_* modules.
 
 Speaks etcd's v3 JSON gateway (grpc-gateway, served on every client URL under /v3/ since etcd 3.4)
@@ -196,11 +196,11 @@ class EtcdClient:
         }
 
     def member_list(self) -> list[dict[str, Any]]:
-        _, data = self.request_any("/v3/cluster/member/list")
+        _status, data = self.request_any("/v3/cluster/member/list")
         return [normalize_member(m) for m in data.get("members", [])]
 
     def alarms(self) -> list[dict[str, str]]:
-        _, data = self.request_any("/v3/maintenance/alarm", {"action": "GET"})
+        _status, data = self.request_any("/v3/maintenance/alarm", {"action": "GET"})
         return [
             {"member_id": member_id_hex(a.get("memberID", 0)), "alarm": a.get("alarm", "NONE")}
             for a in data.get("alarms", [])

@@ -1,5 +1,5 @@
 # Copyright (c) 2026, EdgeSite contributors
-# Apache-2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The fleet health report: site results of edgesite.fleet.site_info, problems first, as a
 JSON-ready dict and as one self-contained HTML page (inline CSS, no scripts, no external
 assets, so it opens from a file share or an AWX artifact as it is).

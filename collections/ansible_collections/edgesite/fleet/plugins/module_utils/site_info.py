@@ -1,5 +1,5 @@
 # Copyright (c) 2026, EdgeSite contributors
-# Apache-2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The health of one EdgeSite site, built from what the Kubernetes API, the datastore and
 each worker's agent report. Used by the edgesite.fleet.site_info module.
 

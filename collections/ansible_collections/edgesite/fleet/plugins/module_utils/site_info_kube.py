@@ -1,5 +1,5 @@
 # Copyright (c) 2026, EdgeSite contributors
-# Apache-2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Read-only Kubernetes API access for edgesite.fleet.site_info, standard library only.
 
 Why not the `kubernetes` Python client: site_info needs four GETs (/version, /readyz, /metrics,

@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright (c) 2026, EdgeSite contributors
-# Apache-2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # Ansible modules keep DOCUMENTATION/EXAMPLES/RETURN above the imports.
 # ruff: noqa: E402
 
@@ -10,7 +10,7 @@ DOCUMENTATION = r"""
 module: etcd_info
 short_description: Health, leader, members, alarms, db size and revision of an etcd v3 cluster
 version_added: 0.1.0
-author: EdgeSite contributors
+author: EdgeSite contributors (@edgesite)
 description:
   - Reads the state of an etcd v3 cluster through etcd's v3 JSON gateway (HTTPS with a client
     certificate). No etcdctl is needed on the host that runs the module.
@@ -43,10 +43,12 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Reports what would change without changing it.
   diff_mode:
     support: none
+    description: Not supported.
 notes:
-  - O(healthy) in the result is true only when every endpoint is healthy, all agree on one
+  - RV(healthy) in the result is true only when every endpoint is healthy, all agree on one
     leader, and no alarm is raised. Use it as a gate with C(until:) between rolling restarts.
 seealso:
   - module: edgesite.fleet.etcd_member

@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright (c) 2026, EdgeSite contributors
-# Apache-2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # Ansible modules keep DOCUMENTATION/EXAMPLES/RETURN above the imports.
 # ruff: noqa: E402
 
@@ -10,7 +10,7 @@ DOCUMENTATION = r"""
 module: etcd_maintenance
 short_description: Compact, defragment one member at a time, and disarm alarms in etcd v3
 version_added: 0.1.0
-author: EdgeSite contributors
+author: EdgeSite contributors (@edgesite)
 description:
   - Day-2 maintenance through etcd's v3 JSON gateway (HTTPS with a client certificate).
   - Runs the steps in the order etcd's maintenance guide gives for recovering from a space quota
@@ -75,8 +75,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Reports what would change without changing it.
   diff_mode:
     support: full
+    description: Shows the state before and after.
 notes:
   - Defragmentation blocks reads and writes on the member while it runs, which is why members are
     done strictly one at a time and the next waits for the previous to be healthy again.

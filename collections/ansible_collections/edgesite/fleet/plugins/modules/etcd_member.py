@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright (c) 2026, EdgeSite contributors
-# Apache-2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # Ansible modules keep DOCUMENTATION/EXAMPLES/RETURN above the imports.
 # ruff: noqa: E402
 
@@ -10,7 +10,7 @@ DOCUMENTATION = r"""
 module: etcd_member
 short_description: Add, remove or promote an etcd v3 cluster member, idempotently
 version_added: 0.1.0
-author: EdgeSite contributors
+author: EdgeSite contributors (@edgesite)
 description:
   - Manages cluster membership through etcd's v3 JSON gateway (HTTPS with a client certificate),
     so no etcdctl is needed where the module runs.
@@ -76,8 +76,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Reports what would change without changing it.
   diff_mode:
     support: full
+    description: Shows the state before and after.
 notes:
   - Add one member at a time and start it before adding the next. etcd (strict reconfiguration
     check, on by default) refuses to add a voting member while that would leave the cluster

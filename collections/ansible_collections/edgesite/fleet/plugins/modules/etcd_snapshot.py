@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright (c) 2026, EdgeSite contributors
-# Apache-2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # Ansible modules keep DOCUMENTATION/EXAMPLES/RETURN above the imports.
 # ruff: noqa: E402
 
@@ -10,7 +10,7 @@ DOCUMENTATION = r"""
 module: etcd_snapshot
 short_description: Save, list, prune and restore etcd v3 snapshots
 version_added: 0.1.0
-author: EdgeSite contributors
+author: EdgeSite contributors (@edgesite)
 description:
   - O(state=saved) streams a snapshot from a member through etcd's v3 JSON gateway (HTTPS with a
     client certificate) into O(backup_dir), checks the sha256 that etcd appends to every snapshot,
@@ -110,8 +110,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Reports what would change without changing it.
   diff_mode:
     support: full
+    description: Shows the state before and after.
 notes:
   - O(state=restored) is idempotent through a small record, C(DATA_DIR.restore.json), written
     next to the data directory after a successful restore; a second run with the same snapshot
