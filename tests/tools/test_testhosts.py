@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from pathlib import Path
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[2]
 
 spec = importlib.util.spec_from_file_location("testhosts", REPO / "tools" / "testhosts.py")
 testhosts = importlib.util.module_from_spec(spec)
