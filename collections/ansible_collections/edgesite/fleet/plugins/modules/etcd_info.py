@@ -18,6 +18,12 @@ description:
     member list and alarms.
   - Never changes anything.
   - Requires etcd 3.4 or later (the C(/v3/) gateway prefix).
+  - Why the gateway and not C(etcdctl) (all edgesite.fleet etcd_* modules) - the modules then run
+    on any host with python3 (controller, master, witness) with the standard library only, need no
+    etcdctl of a matching version, and work the same against k3s's embedded etcd, which ships no
+    etcdctl but serves the same gateway on its client port. Answers are structured JSON rather
+    than parsed command output. Only the offline snapshot restore uses a binary (etcdutl/etcdctl),
+    because etcd has no API for rewriting a stopped member's data directory.
 options:
   endpoints:
     description:
