@@ -7,6 +7,9 @@ export PATH := $(BIN):$(PATH)
 export CONTAINERS_CONF := $(abspath tools/containers.conf)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 SANDBOX_INVENTORY := inventories/sandbox/hosts.yml
+# Test files run in parallel (one file per worker): most of their time is spent waiting on
+# podman hosts, etcd and ansible-playbook, not on the 2 CPUs.
+PYTEST_JOBS ?= 3
 PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 
 .PHONY: help venv hostdeps image sandbox sandbox-down test lint sanity unit molecule clean
@@ -54,13 +57,10 @@ sanity: venv
 	cd collections/ansible_collections/edgesite/fleet && $(BIN)/ansible-test sanity --python 3.11
 
 unit: venv
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_JOBS) --dist loadfile
 
 molecule: venv image
-	set -e; for s in molecule/*/molecule.yml; do \
-	  name=$$(basename $$(dirname $$s)); \
-	  EDGESITE_BASE_IMAGE=$$(python3 tools/testhosts.py image 2>/dev/null) $(BIN)/molecule test -s $$name; \
-	done
+	tools/molecule_all.sh
 
 test: lint sanity unit molecule
 
