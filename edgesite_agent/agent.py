@@ -89,7 +89,8 @@ class Agent:
             from edgesite_agent.proxy import build_proxy
 
             self.proxy = build_proxy(dict(cfg.proxy), cfg.node_name, log.getChild("proxy"))
-            dispatcher.register(self.proxy, ["Service", "EndpointSlice"])
+            # Its own Node too: keep_local_endpoints_when_disconnected reads its Ready condition.
+            dispatcher.register(self.proxy, ["Service", "EndpointSlice", "Node"])
 
         from edgesite_agent.refs import RefFetcher
 

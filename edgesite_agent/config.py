@@ -56,7 +56,9 @@ class AgentConfig:
 
     @property
     def proxy_enabled(self) -> bool:
-        return bool(self.proxy.get("enabled"))
+        # A "proxy" object means "run the proxy" unless it says enabled: false (the proxy's own
+        # default); no "proxy" object at all means no proxy.
+        return bool(self.proxy) and bool(self.proxy.get("enabled", True))
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
