@@ -36,6 +36,12 @@ options:
         only partly in the run is reported instead of being checked."
     type: list
     elements: list
+  failed_hosts:
+    description:
+      - "[host, site] pairs of hosts of the run that already failed their own checks; their whole
+        site is reported."
+    type: list
+    elements: list
 """
 
 EXAMPLES = r"""
@@ -56,6 +62,7 @@ _value:
 
 from ansible_collections.edgesite.fleet.plugins.module_utils.site_model import (  # noqa: E402
     site_problems,
+    site_problems_by_site,
 )
 
 
@@ -65,12 +72,29 @@ def _site_problems(
     masters_group="edgesite_masters",
     workers_group="edgesite_workers",
     inventory_masters=None,
+    failed_hosts=None,
 ):
     return site_problems(
-        list(records), list(groups), masters_group, workers_group, inventory_masters
+        list(records), list(groups), masters_group, workers_group, inventory_masters, failed_hosts
+    )
+
+
+def _site_problems_by_site(
+    records,
+    groups,
+    masters_group="edgesite_masters",
+    workers_group="edgesite_workers",
+    inventory_masters=None,
+    failed_hosts=None,
+):
+    return site_problems_by_site(
+        list(records), list(groups), masters_group, workers_group, inventory_masters, failed_hosts
     )
 
 
 class FilterModule:
     def filters(self):
-        return {"site_problems": _site_problems}
+        return {
+            "site_problems": _site_problems,
+            "site_problems_by_site": _site_problems_by_site,
+        }

@@ -213,9 +213,9 @@ def _check_site_settings(site, settings):
     return problems
 
 
-def _check_whole_masters(site, records, inventory_masters):
+def _check_whole_masters(site, records, inventory_masters, failed_names=frozenset()):
     """A run (e.g. --limit, or an AWX slice) must hold all of a site's masters, or none of it."""
-    in_run = {r["host"] for r in records}
+    in_run = {r["host"] for r in records} | set(failed_names)
     masters = inventory_masters.get(site, [])
     missing = [m for m in masters if m not in in_run]
     if not missing:
@@ -229,43 +229,82 @@ def _check_whole_masters(site, records, inventory_masters):
     ]
 
 
+def site_problems_by_site(
+    records,
+    groups,
+    masters_group="edgesite_masters",
+    workers_group="edgesite_workers",
+    inventory_masters=None,
+    failed_hosts=None,
+):
+    """Validate the sites of this run; return {site: [problem, ...]} for the sites with problems.
+
+    Problems that concern no single site (a missing group) are under the key "": they stop
+    every site. Sites are otherwise independent: one broken site never holds back the others.
+
+    records: one dict per host of the run that passed its own checks, with keys host, site,
+    is_master, is_worker, node_name, node_ip and the SITE_WIDE_KEYS (no edgesite_ prefix).
+    groups: the inventory's group names.
+    inventory_masters: (master, site) pairs over the whole inventory, to refuse a run that
+    holds only part of a site's masters (None: the run is the whole inventory).
+    failed_hosts: (host, site) pairs of hosts of this run that already failed their own checks
+    (types, reachability): their whole site is held back.
+    """
+    problems = {}
+    global_problems = _check_groups(groups, masters_group, workers_group)
+    if global_problems:
+        return {"": global_problems}
+    masters_by_site = {}
+    for master, site in inventory_masters or ():
+        masters_by_site.setdefault(site or "default", []).append(master)
+    failed_by_site = {}
+    for host, site in failed_hosts or ():
+        failed_by_site.setdefault(site or "default", []).append(host)
+    for site, hosts in failed_by_site.items():
+        problems[site] = [
+            f"site '{site}': {_hosts(hosts)} failed the checks above, so the whole site is held "
+            "back; fix that host's error first"
+        ]
+    # Hosts in neither group (a bastion, localhost, other teams' hosts) are not part of a site.
+    members_only = [r for r in records if r.get("is_master") or r.get("is_worker")]
+    failed_names = {host for host, _site in failed_hosts or ()}
+    for site, members in sorted(group_sites(members_only).items()):
+        if site in problems:
+            continue
+        site_problems_found = _site_checks(site, members, masters_by_site, failed_names)
+        if site_problems_found:
+            problems[site] = site_problems_found
+    return problems
+
+
+def _site_checks(site, members, masters_by_site, failed_names):
+    partial = _check_whole_masters(site, members, masters_by_site, failed_names)
+    if partial:
+        # The other checks would judge a fragment of the site; this is the one to fix.
+        return partial
+    problems = _check_roles(site, members)
+    for record in members:
+        problems.extend(_check_host_values(site, record))
+    problems.extend(_check_unique(site, members, "node_name", "node name"))
+    problems.extend(_check_unique(site, members, "node_ip", "node IP"))
+    consistency = _check_consistent(site, members)
+    problems.extend(consistency)
+    if not consistency:
+        problems.extend(_check_site_settings(site, members[0]))
+        problems.extend(_check_datastore(site, members))
+    return problems
+
+
 def site_problems(
     records,
     groups,
     masters_group="edgesite_masters",
     workers_group="edgesite_workers",
     inventory_masters=None,
+    failed_hosts=None,
 ):
-    """Validate the sites of this run; return a list of problems (empty when valid).
-
-    records: one dict per host of the run with keys host, site, is_master, is_worker,
-    node_name, node_ip and the SITE_WIDE_KEYS (without their edgesite_ prefix).
-    groups: the inventory's group names.
-    inventory_masters: (master, site) pairs over the whole inventory, to refuse a run that
-    holds only part of a site's masters (None: the run is the whole inventory).
-    """
-    masters_by_site = {}
-    for master, site in inventory_masters or ():
-        masters_by_site.setdefault(site or "default", []).append(master)
-    problems = _check_groups(groups, masters_group, workers_group)
-    if problems:
-        return problems
-    # Hosts in neither group (a bastion, localhost, other teams' hosts) are not part of a site.
-    members_only = [r for r in records if r.get("is_master") or r.get("is_worker")]
-    for site, members in sorted(group_sites(members_only).items()):
-        partial = _check_whole_masters(site, members, masters_by_site)
-        if partial:
-            # The other checks would judge a fragment of the site; this is the one to fix.
-            problems.extend(partial)
-            continue
-        problems.extend(_check_roles(site, members))
-        for record in members:
-            problems.extend(_check_host_values(site, record))
-        problems.extend(_check_unique(site, members, "node_name", "node name"))
-        problems.extend(_check_unique(site, members, "node_ip", "node IP"))
-        consistency = _check_consistent(site, members)
-        problems.extend(consistency)
-        if not consistency:
-            problems.extend(_check_site_settings(site, members[0]))
-            problems.extend(_check_datastore(site, members))
-    return problems
+    """All problems of site_problems_by_site as one list, global ones first."""
+    by_site = site_problems_by_site(
+        records, groups, masters_group, workers_group, inventory_masters, failed_hosts
+    )
+    return [problem for site in sorted(by_site) for problem in by_site[site]]
