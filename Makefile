@@ -10,7 +10,7 @@ SANDBOX_INVENTORY := inventories/sandbox/hosts.yml
 # Test files run in parallel (one file per worker): most of their time is spent waiting on
 # podman hosts, etcd and ansible-playbook, not on the 2 CPUs.
 PYTEST_JOBS ?= 3
-PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
+PLAYBOOKS := site.yml $(wildcard playbooks/*.yml) $(wildcard playbooks/awx/*.yml)
 
 .PHONY: help venv hostdeps image sandbox sandbox-down test lint sanity unit molecule clean
 
