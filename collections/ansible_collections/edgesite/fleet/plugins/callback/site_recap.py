@@ -17,7 +17,7 @@ requirements:
   - enable in ansible.cfg (C(callbacks_enabled = edgesite.fleet.site_recap))
 """
 
-from ansible.plugins.callback import CallbackBase
+from ansible.plugins.callback import CallbackBase  # noqa: E402  (after DOCUMENTATION)
 
 _SITE_VARIABLE = "edgesite_site"
 _DEFAULT_SITE = "default"
