@@ -78,26 +78,29 @@ def test_tarball_installs_and_its_modules_load(tarball, tmp_path):
     galaxy, doc = tool("ansible-galaxy"), tool("ansible-doc")
     assert galaxy and doc
     target = tmp_path / "collections"
-    # --no-deps/--offline: the dependencies come from the ansible bundle; Galaxy is unreachable.
-    proc = subprocess.run(
-        [galaxy, "collection", "install", "--no-deps", "--offline", "-p", str(target),
-         str(tarball)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    # Outside the repo and without its ansible.cfg, so only the installed copy can answer.
+    # Outside the repo and without its ansible.cfg: the repo's collections_path already holds
+    # edgesite.fleet, and galaxy would then report "already installed" and install nothing.
     (tmp_path / "ansible.cfg").write_text("[defaults]\n")
     env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"),
         "ANSIBLE_COLLECTIONS_PATH": str(target),
     }
+    # --no-deps/--offline: the dependencies come from the ansible bundle; Galaxy is unreachable.
+    proc = subprocess.run(
+        [galaxy, "collection", "install", "--no-deps", "--offline", "-p", str(target),
+         str(tarball)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     for module in ("edgesite.fleet.etcd_snapshot", "edgesite.fleet.site_info"):
         proc = subprocess.run(
             [doc, "--json", module], cwd=tmp_path, env=env, capture_output=True, text=True,
             timeout=120,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
-        doc_json = json.loads(proc.stdout)[module]
+        docs = json.loads(proc.stdout)
+        assert module in docs, proc.stdout[:500] + proc.stderr[:2000]
+        doc_json = docs[module]
         assert str(target) in doc_json["doc"]["filename"]
         assert doc_json["doc"]["options"]

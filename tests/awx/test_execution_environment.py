@@ -8,6 +8,7 @@ whose exact command is run here too, so the image step is known to work.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tomllib
@@ -89,7 +90,12 @@ def test_the_image_step_installs_edgesite_fleet(context, tmp_path):
     command[-1] = str(context / "_build" / "edgesite_fleet")
     galaxy = tool("ansible-galaxy")
     assert galaxy
-    proc = subprocess.run([galaxy, *command[1:]], capture_output=True, text=True, timeout=120)
+    # Outside the repo's ansible.cfg, whose collections_path already holds edgesite.fleet.
+    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg")}
+    proc = subprocess.run(
+        [galaxy, *command[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     installed = tmp_path / "collections" / "ansible_collections" / "edgesite" / "fleet"
     assert (installed / "MANIFEST.json").is_file()
