@@ -59,19 +59,13 @@ options:
     type: list
     elements: str
     required: true
-  ca_cert:
-    description: CA bundle that signed the etcd server certificates.
-    type: path
-  client_cert:
-    description: Client certificate (PEM) presented to etcd.
-    type: path
-  client_key:
-    description: Key (PEM) of O(client_cert).
-    type: path
   timeout:
+    # Overrides the fragment's description: defragmentation needs longer.
     description: Seconds to wait for each request (defragmentation gets at least 120).
     type: float
     default: 10.0
+extends_documentation_fragment:
+  - edgesite.fleet.etcd
 attributes:
   check_mode:
     support: full
