@@ -14,9 +14,10 @@ import threading
 from collections.abc import Iterator
 from urllib.parse import urlencode, urlsplit
 
+from edgesite_agent.wire import Connection, ProtocolError, Response
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
 if TYPE_CHECKING:
-    import http.client
     from typing import Any
 
     from edgesite_agent.kubeconfig import Credentials
@@ -73,20 +74,13 @@ class KubeClient:
         self._local = threading.local()
 
     # --- connections ---------------------------------------------------------------
-    def _connect(self, read_timeout: float) -> http.client.HTTPSConnection:
-        import http.client
-
-        conn = http.client.HTTPSConnection(
-            self.host, self.port, timeout=self.connect_timeout, context=self._ctx
-        )
+    def _connect(self, read_timeout: float) -> Connection:
+        conn = Connection(self.host, self.port, self._ctx, self.connect_timeout, read_timeout)
         try:
             conn.connect()
-        except (OSError, http.client.HTTPException) as exc:
+        except OSError as exc:
             conn.close()
             raise ApiError(0, "ConnectFailed", f"connect {self.host}:{self.port}: {exc}") from exc
-        assert conn.sock is not None
-        conn.sock.settimeout(read_timeout)
-        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         return conn
 
     def _headers(self, accept: str = "application/json") -> dict[str, str]:
@@ -109,8 +103,6 @@ class KubeClient:
     # --- requests ------------------------------------------------------------------
     def get(self, path: str, params: dict[str, str] | None = None) -> Obj:
         """GET returning decoded JSON; reuses this thread's keep-alive connection."""
-        import http.client
-
         target = self.url(path, params)
         for attempt in (0, 1):
             conn = getattr(self._local, "conn", None)
@@ -118,10 +110,9 @@ class KubeClient:
             if conn is None:
                 conn = self._local.conn = self._connect(self.read_timeout)
             try:
-                conn.request("GET", target, headers=self._headers())
-                resp = conn.getresponse()
+                resp = conn.request(target, self._headers())
                 body = resp.read()
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, ProtocolError) as exc:
                 self.close()
                 # A kept-alive connection the server closed meanwhile: retry once, fresh.
                 if not fresh and attempt == 0:
@@ -167,8 +158,6 @@ class KubeClient:
             params["continue"] = token
 
     def _open_list(self, path: str, params: dict[str, str]) -> ListPage:
-        import http.client
-
         target = self.url(path, params)
         for attempt in (0, 1):
             conn = getattr(self._local, "conn", None)
@@ -176,14 +165,13 @@ class KubeClient:
             if conn is None:
                 conn = self._local.conn = self._connect(self.read_timeout)
             try:
-                conn.request("GET", target, headers=self._headers())
-                resp = conn.getresponse()
+                resp = conn.request(target, self._headers())
                 if resp.status // 100 != 2:
                     body = resp.read()
                     if resp.will_close:
                         self.close()
                     raise ApiError.from_status(resp.status, body)
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, ProtocolError) as exc:
                 self.close()
                 if not fresh and attempt == 0:
                     continue
@@ -200,11 +188,9 @@ class KubeClient:
 class Watch:
     """A watch stream; iterate for (type, object). Close it to end the stream early."""
 
-    def __init__(
-        self, conn: http.client.HTTPSConnection, target: str, headers: dict[str, str], path: str
-    ) -> None:
+    def __init__(self, conn: Connection, target: str, headers: dict[str, str], path: str) -> None:
         self._conn, self._target, self._headers, self._path = conn, target, headers, path
-        # Kept apart: http.client may drop conn.sock once the response owns the socket.
+        # Kept apart: conn.close() drops conn.sock, and close() may run from another thread.
         self._sock = conn.sock
 
     def __enter__(self) -> Watch:
@@ -222,11 +208,8 @@ class Watch:
         self._conn.close()
 
     def __iter__(self) -> Iterator[tuple[str, Obj]]:
-        import http.client
-
         try:
-            self._conn.request("GET", self._target, headers=self._headers)
-            resp = self._conn.getresponse()
+            resp = self._conn.request(self._target, self._headers)
             if resp.status != 200:
                 raise ApiError.from_status(resp.status, resp.read())
             while True:
@@ -244,7 +227,7 @@ class Watch:
                 except (ValueError, KeyError, TypeError) as exc:
                     raise ApiError(0, "BadEvent", f"watch {self._path}: bad event") from exc
                 yield etype, obj
-        except (OSError, http.client.HTTPException, ValueError, AttributeError) as exc:
+        except (OSError, ProtocolError, ValueError, AttributeError) as exc:
             # ValueError/AttributeError: the stream was closed under us by close().
             raise ApiError(0, "TransportError", f"watch {self._path}: {exc!r}") from exc
         finally:
@@ -263,7 +246,7 @@ class ListPage:
     self-delimiting except numbers, so a value that ends exactly at the end of the buffer
     is decoded again once more text (or the end of the body) is there."""
 
-    def __init__(self, resp: http.client.HTTPResponse, path: str, chunk: int = 65536) -> None:
+    def __init__(self, resp: Response, path: str, chunk: int = 65536) -> None:
         import codecs
 
         self._resp, self._path, self._chunk = resp, path, chunk
@@ -287,14 +270,12 @@ class ListPage:
             pass
 
     def __iter__(self) -> Iterator[Obj]:
-        import http.client
-
         if self._started:
             return
         self._started = True
         try:
             yield from self._items()
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, ProtocolError) as exc:
             raise ApiError(0, "TransportError", f"GET {self._path}: {exc!r}") from exc
         except ValueError as exc:  # UnicodeDecodeError, or JSON that is not a List
             raise ApiError(0, "BadResponse", f"GET {self._path}: {exc}") from exc

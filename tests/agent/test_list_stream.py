@@ -3,7 +3,6 @@ come out one by one, whatever the field order, chunk boundaries or transfer enco
 
 from __future__ import annotations
 
-import http.client
 import json
 import threading
 from collections.abc import Iterator
@@ -14,10 +13,11 @@ from typing import Any
 import pytest
 
 from edgesite_agent.client import ApiError, ListPage
+from edgesite_agent.wire import Connection, Response
 
 
 @contextmanager
-def serve(body: bytes, chunked: bool) -> Iterator[http.client.HTTPResponse]:
+def serve(body: bytes, chunked: bool) -> Iterator[Response]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -42,10 +42,10 @@ def serve(body: bytes, chunked: bool) -> Iterator[http.client.HTTPResponse]:
     srv = HTTPServer(("127.0.0.1", 0), Handler)
     t = threading.Thread(target=srv.handle_request, daemon=True)
     t.start()
-    conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1], timeout=10)
+    # The agent's own HTTP client (edgesite_agent.wire), here without TLS.
+    conn = Connection("127.0.0.1", srv.server_address[1], None, 10, 10)
     try:
-        conn.request("GET", "/")
-        yield conn.getresponse()
+        yield conn.request("/", {})
     finally:
         conn.close()
         t.join(5)
