@@ -34,6 +34,7 @@ def main() -> int:
     from edgesite_agent.kubeconfig import load_kubeconfig
     from edgesite_agent.status import Status
     from edgesite_agent.store import Store
+    from edgesite_agent.versions import Versions
 
     log = logging.getLogger("bench")
     with tempfile.TemporaryDirectory() as d:
@@ -50,8 +51,8 @@ def main() -> int:
             spec = ResourceSpec(
                 "Pod", "v1", "/api/v1/pods", field_selector=f"spec.nodeName={fp.NODE}"
             )
-            r = Reflector(spec, client, Dispatcher(store, status, log), {}, status, log, stop,
-                          idle_timeout=60)  # fmt: skip
+            disp = Dispatcher(store, status, log)
+            r = Reflector(spec, client, disp, Versions(), status, log, stop, idle_timeout=60)
             t0 = time.monotonic()
             r._list()
             relist = time.monotonic() - t0

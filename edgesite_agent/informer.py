@@ -13,8 +13,9 @@ The rules (numbered as in the project issue; each has a test in tests/agent):
 7. scope is decided by the ResourceSpec (field/label selectors + a client-side filter);
 8. changes go to a Dispatcher: store first, then handlers.
 
-The diff state is compact: (namespace, name) -> resourceVersion per kind, seeded from the
-store, so a restart delivers only real changes (no ADDED churn for unchanged objects).
+The diff state is compact (versions.Versions: (namespace, name) -> resourceVersion per
+kind), seeded from the store, so a restart delivers only real changes (no ADDED churn for
+unchanged objects).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see even
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from typing import Any, Protocol
+
+    from edgesite_agent.versions import Versions
 
     class Sink(Protocol):
         def event(
@@ -121,7 +124,7 @@ class Reflector:
         spec: ResourceSpec,
         client: KubeClient,
         sink: Sink,
-        known: dict[Key, str],
+        known: Versions,
         status: Status,
         log: logging.Logger,
         stop: threading.Event,

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from edgesite_agent.informer import Sink
+    from edgesite_agent.versions import Versions
 
 Ref = tuple[str, str, str]  # (kind, namespace, name)
 PATHS = {"ConfigMap": "configmaps", "Secret": "secrets"}
@@ -68,7 +69,7 @@ class RefFetcher:
         client: KubeClient,
         sink: Sink,
         kinds: tuple[str, ...],
-        known: dict[str, dict[tuple[str, str], str]],
+        known: dict[str, Versions],
         status: Status,
         log: logging.Logger,
         stop: threading.Event,

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from edgesite_agent.events import EventType, KubeObject
+from edgesite_agent.versions import Versions
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
 if TYPE_CHECKING:
@@ -207,13 +208,13 @@ class Store:
                 raise
 
     # --- reads ---------------------------------------------------------------------
-    def versions(self, kind: str) -> dict[Key, str]:
+    def versions(self, kind: str) -> Versions:
         """(namespace, name) -> resourceVersion: the compact state informers diff against."""
         with self._lock:
-            rows = self._db.execute(
+            cur = self._db.execute(
                 "SELECT namespace, name, resource_version FROM objects WHERE kind=?", (kind,)
-            ).fetchall()
-        return {(ns, n): rv for ns, n, rv in rows}
+            )
+            return Versions(((ns, n), rv) for ns, n, rv in cur)
 
     def resource_version(self, kind: str) -> str:
         with self._lock:
