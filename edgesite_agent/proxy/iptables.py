@@ -9,6 +9,7 @@ picked with `statistic --mode random` and remembered for affinity with the `rece
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edgesite_agent.proxy.config import ProxySettings
@@ -248,10 +249,10 @@ class IptablesBackend:
     def _restore(self, text: str) -> None:
         self.runner.run([f"{self.binary}-restore", "-w", "5", "--noflush"], text)
 
-    def sync(self, fragments: list[Fragment], changes: object, full: bool) -> str:
+    def sync(self, all_fragments: Callable[[], list[Fragment]], changes: object, full: bool) -> str:
         """Program the rules. The dispatch chains are linear here anyway, so the whole
         state is rendered and only the chains that differ are written."""
-        return self.apply(self.render(fragments), full)
+        return self.apply(self.render(all_fragments()), full)
 
     def apply(self, state: IptState, full: bool) -> str:
         if full or self.applied is None:

@@ -6,14 +6,25 @@ Layout (table `ip edgesite`):
   chains svc-HASH-ns/name/proto/port         cluster-wide endpoints, picked with numgen random
   chains local-HASH-...                      only this node's endpoints (traffic policy Local)
   chains ext-HASH-...                        entry for NodePort / external / LB traffic
-Lookup is one map lookup whatever the number of services. Endpoints are chosen with plain
-rules (`numgen random mod K == 0`, K = remaining endpoints) rather than an anonymous map per
-service, because the kernel looks sets up by name in a list, which makes thousands of
-per-service sets quadratic to load.
+Lookup is one map lookup whatever the number of services.
+
+Most service ports (no session affinity, no traffic policy Local) have no chain of their own:
+their map element jumps to a chain shared by every service with the same protocol and number
+of endpoints (`pick-cluster-tcp-3`), whose one rule looks the endpoint up in the data map
+`endpoints` by `ip daddr . meta l4proto . th dport . numgen random mod 3`. An endpoint change
+of such a service is then only element updates: no rule is added, so neither does `nft` list
+every chain of the table (it does for each `add rule`) nor does the kernel re-validate the
+jump graph of the whole table (it does for every new rule carrying a NAT, meta or verdict
+expression), the two costs that grow with the number of services.
+Affinity and Local services keep per-service chains whose rules pick endpoints with
+`numgen random mod K == 0` (K = remaining endpoints); not with an anonymous map per service,
+because the kernel looks sets up by name in a list, which makes thousands of per-service sets
+quadratic to load.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edgesite_agent.proxy.config import ProxySettings
@@ -24,6 +35,8 @@ TABLE = "edgesite"
 FAMILY = "ip"
 _T = f"{FAMILY} {TABLE}"
 
+PROTOCOLS = ("tcp", "udp", "sctp")
+
 # name -> declaration; all are created once and their elements rewritten.
 STATIC_SETS = {
     "service-ips": "type ipv4_addr . inet_proto . inet_service : verdict ;",
@@ -31,6 +44,20 @@ STATIC_SETS = {
     "no-endpoint-services": "type ipv4_addr . inet_proto . inet_service : verdict ;",
     "no-endpoint-nodeports": "type inet_proto . inet_service : verdict ;",
     "hairpin": "type ipv4_addr . ipv4_addr ;",
+    # Endpoints of the services using shared pick chains: entry . index -> endpoint. One map
+    # per protocol: nft 1.0.6 cannot read back a `typeof` with the generic `th dport`.
+    **{
+        f"endpoints-{proto}": (
+            f"typeof ip daddr . {proto} dport . numgen random mod 1 : ip daddr . {proto} dport ;"
+        )
+        for proto in PROTOCOLS
+    },
+    **{
+        f"nodeport-endpoints-{proto}": (
+            f"typeof {proto} dport . numgen random mod 1 : ip daddr . {proto} dport ;"
+        )
+        for proto in PROTOCOLS
+    },
     # Named, not written inline: every inline `{ ... }` is an anonymous kernel set per rule.
     "cluster-cidrs": "type ipv4_addr ; flags interval ;",
 }
@@ -92,6 +119,66 @@ def _pick_rules(
     return rules
 
 
+def _cluster_masq(settings: ProxySettings) -> list[str]:
+    if settings.masquerade_all:
+        return ["jump mark-for-masquerade"]
+    if settings.cluster_cidrs:
+        # Off-cluster sources (the node itself, other hosts) are masqueraded so that the
+        # endpoint's reply comes back through this node and gets un-NATed.
+        return ["ip saddr != @cluster-cidrs jump mark-for-masquerade"]
+    return []
+
+
+def _pick_chain(
+    entry: str, proto: str, count: int, settings: ProxySettings
+) -> tuple[str, tuple[str, ...]]:
+    """The chain shared by all services of this entry kind, protocol and endpoint count.
+
+    Its rules depend on nothing else, so any number of services can use it and an endpoint
+    change of one of them only moves that service's map elements.
+    """
+    key, emap = f"ip daddr . {proto} dport", f"endpoints-{proto}"
+    masq = ["jump mark-for-masquerade"]  # external traffic with policy Cluster: always
+    if entry == "cluster":
+        masq = _cluster_masq(settings)
+    elif entry == "nodeport":
+        # The destination is any local address: the port alone names the service.
+        key, emap = f"{proto} dport", f"nodeport-endpoints-{proto}"
+    # `{proto} dport` also makes nft match the protocol first.
+    pick = f"dnat ip to {key} . numgen random mod {count} map @{emap}"
+    return f"pick-{entry}-{proto}-{count}", (*masq, pick)
+
+
+def _shared_fragment(
+    sp: ServicePortModel,
+    settings: ProxySettings,
+    chains: dict[str, tuple[str, ...]],
+    elements: dict[str, dict[str, str]],
+) -> None:
+    """Map elements only (plus the shared pick chains): policy Cluster, no affinity."""
+    proto, port = sp.protocol, sp.port
+    endpoints = [f"{ip} . {ep_port}" for ip, ep_port in sp.cluster_endpoints]
+    count = len(endpoints)
+    by_entry = (("cluster", sp.cluster_ips), ("external", sp.external_ips))
+    for entry, ips in by_entry:
+        if not ips:
+            continue
+        name, rules = _pick_chain(entry, proto, count, settings)
+        chains[name] = rules
+        for ip in ips:
+            elements["service-ips"][f"{ip} . {proto} . {port}"] = f"goto {name}"
+            for i, target in enumerate(endpoints):
+                elements[f"endpoints-{proto}"][f"{ip} . {port} . {i}"] = target
+    if sp.node_port:
+        name, rules = _pick_chain("nodeport", proto, count, settings)
+        chains[name] = rules
+        elements["service-nodeports"][f"{proto} . {sp.node_port}"] = f"goto {name}"
+        for i, target in enumerate(endpoints):
+            elements[f"nodeport-endpoints-{proto}"][f"{sp.node_port} . {i}"] = target
+    for ip in sp.hairpin_ips:
+        elements["hairpin"][f"{ip} . {ip}"] = ""
+
+
 def render_fragment(sp: ServicePortModel, settings: ProxySettings) -> Fragment:
     chains: dict[str, tuple[str, ...]] = {}
     sets: dict[str, str] = {}
@@ -104,15 +191,12 @@ def render_fragment(sp: ServicePortModel, settings: ProxySettings) -> Fragment:
             elements["no-endpoint-nodeports"][f"{proto} . {sp.node_port}"] = "goto reject-chain"
         return Fragment(chains, sets, elements)
 
+    if not sp.affinity_timeout and not sp.needs_local_chain:
+        _shared_fragment(sp, settings, chains, elements)
+        return Fragment(chains, sets, elements)
     digest = short_hash(sp.key, 8)
     svc = _chain_name("svc", sp, digest)
-    masq = []
-    if settings.masquerade_all:
-        masq = ["jump mark-for-masquerade"]
-    elif settings.cluster_cidrs:
-        # Off-cluster sources (the node itself, other hosts) are masqueraded so that the
-        # endpoint's reply comes back through this node and gets un-NATed.
-        masq = ["ip saddr != @cluster-cidrs jump mark-for-masquerade"]
+    masq = _cluster_masq(settings)
     if not sp.internal_local or sp.is_external:
         chains[svc] = (*masq, *_pick_rules(sp, svc, sp.cluster_endpoints, sets))
     local = _chain_name("local", sp, digest)
@@ -204,7 +288,7 @@ def render_text(state: NftState) -> str:
     """The whole table as one `nft -f` file, for operators, golden files and benchmarks."""
     lines = [f"table {_T} {{"]
     for name, decl in state.sets.items():
-        kind = "map" if ": verdict" in decl else "set"
+        kind = _kind_of(decl)
         body = decl.replace(" ;", ";")
         elems = state.elements.get(name)
         lines.append(f"\t{kind} {name} {{")
@@ -230,13 +314,16 @@ def _add_chain(name: str) -> str:
     return f"add chain {_T} {name}"
 
 
+def _kind_of(decl: str) -> str:
+    return "map" if " : " in decl else "set"
+
+
 def _add_set(name: str, decl: str) -> str:
-    kind = "map" if ": verdict" in decl else "set"
-    return f"add {kind} {_T} {name} {{ {decl} }}"
+    return f"add {_kind_of(decl)} {_T} {name} {{ {decl} }}"
 
 
 def _kind(state: NftState, name: str) -> str:
-    return "map" if ": verdict" in state.sets.get(name, "") else "set"
+    return _kind_of(state.sets.get(name, ""))
 
 
 def full_script(state: NftState, existing_chains: set[str], existing_sets: set[str]) -> str:
@@ -344,13 +431,16 @@ class NftBackend:
     def fragment(self, sp: ServicePortModel) -> Fragment:
         return render_fragment(sp, self.settings)
 
-    def sync(self, fragments: list[Fragment], changes: Changes | None, full: bool) -> str:
+    def sync(
+        self, all_fragments: Callable[[], list[Fragment]], changes: Changes | None, full: bool
+    ) -> str:
         """Program the rules; "full", "partial" or "noop". Every apply is one transaction.
 
         A partial sync costs in proportion to the changed services (`changes`), not to
-        all of them; without `changes` the whole state is rendered and compared.
+        all of them: `all_fragments` is only called when the whole state is needed.
         """
         if full or self.applied is None or changes is None or self.refs is None:
+            fragments = all_fragments()
             state = self.render(fragments)
             if full or self.applied is None:
                 return self._full(state, fragments)
@@ -390,106 +480,132 @@ class NftBackend:
         return "partial" if script else "noop"
 
     def _incremental(self, changes: Changes) -> str:
-        """The script for the changed services only, built from their old and new fragments."""
+        """The script for the changed services only, built from their old and new fragments.
+
+        Chains and elements are reference-counted: a shared pick chain or a hairpin element
+        stays while any service still wants it. Costs in proportion to the changed services.
+        """
         assert self.applied is not None and self.refs is not None
         old_state = self.applied
-        refs = dict(self.refs)
-        chains: dict[str, tuple[str, ...] | None] = {}  # None: remove
+        refs = self.refs
+        bodies: dict[str, tuple[str, ...]] = {}
         sets: dict[str, str | None] = {}
         values: dict[tuple[str, str], str] = {}
         touched: set[tuple[str, str]] = set()
         for old, new in changes.values():
             for f in old:
                 for name in f.chains:
-                    chains.setdefault(name, None)
+                    _bump(refs, (_CHAIN, name), -1)
+                    touched.add((_CHAIN, name))
                 for name in f.sets:
                     sets.setdefault(name, None)
                 for set_name, elems in f.elements.items():
                     for key in elems:
-                        refs[(set_name, key)] = refs.get((set_name, key), 0) - 1
+                        _bump(refs, (set_name, key), -1)
                         touched.add((set_name, key))
             for f in new:
-                chains.update(f.chains)
+                for name, body in f.chains.items():
+                    _bump(refs, (_CHAIN, name), 1)
+                    bodies[name] = body
+                    touched.add((_CHAIN, name))
                 sets.update(f.sets)
                 for set_name, elems in f.elements.items():
                     for key, value in elems.items():
-                        refs[(set_name, key)] = refs.get((set_name, key), 0) + 1
+                        _bump(refs, (set_name, key), 1)
                         values[(set_name, key)] = value
                         touched.add((set_name, key))
 
-        state = NftState(dict(old_state.chains), dict(old_state.sets), dict(old_state.elements))
         head: list[str] = []
-        for name, decl in sets.items():
-            if decl is not None and name not in old_state.sets:
-                head.append(_add_set(name, decl))
-                state.sets[name] = decl
+        new_sets = {n: d for n, d in sets.items() if d is not None and n not in old_state.sets}
+        head += [_add_set(name, decl) for name, decl in new_sets.items()]
+        gone_sets = [n for n, d in sets.items() if d is None and n in old_state.sets]
         flush, delete, rules = [], [], []
-        for name, body in chains.items():
-            before = old_state.chains.get(name)
-            if body is None:
-                if before is not None:
-                    flush.append(name)
-                    delete.append(name)
-                    del state.chains[name]
-                continue
-            if before is None:
-                head.append(_add_chain(name))
-            elif before == body:
-                continue
-            else:
-                flush.append(name)
-            state.chains[name] = body
-            rules.extend(f"add rule {_T} {name} {rule}" for rule in body)
+        chain_updates: dict[str, tuple[str, ...] | None] = {}
         gone: dict[str, list[str]] = {}
         fresh: dict[str, list[str]] = {}
+        elem_updates: list[tuple[str, str, str | None]] = []
         for set_name, key in sorted(touched):
-            current = old_state.elements.get(set_name, {})
             count = refs.get((set_name, key), 0)
-            have = current.get(key)
-            # Still wanted by an unchanged service: keep it (with its value) as it is.
-            want = values.get((set_name, key), have) if count > 0 else None
             if count <= 0:
                 refs.pop((set_name, key), None)
+            if set_name == _CHAIN:
+                before = old_state.chains.get(key)
+                if count <= 0:
+                    if before is not None:
+                        flush.append(key)
+                        delete.append(key)
+                        chain_updates[key] = None
+                    continue
+                # Still wanted by an unchanged service only: keep it as it is.
+                body = bodies.get(key, before)
+                if body is None or body == before:
+                    continue
+                if before is None:
+                    head.append(_add_chain(key))
+                else:
+                    flush.append(key)
+                chain_updates[key] = body
+                rules.extend(f"add rule {_T} {key} {rule}" for rule in body)
+                continue
+            current = old_state.elements.get(set_name, {})
+            have = current.get(key)
+            want = values.get((set_name, key), have) if count > 0 else None
             if key in current and (want is None or want != have):
                 gone.setdefault(set_name, []).append(key)
             if want is not None and (key not in current or want != have):
                 fresh.setdefault(set_name, []).append(_elem(key, want))
             if (want is None and key in current) or (want is not None and want != have):
-                elems = state.elements[set_name]
-                if elems is current:
-                    elems = state.elements[set_name] = dict(current)
-                if want is None:
-                    elems.pop(key, None)
-                else:
-                    elems[key] = want
+                elem_updates.append((set_name, key, want))
         out = head
         out += [f"delete element {_T} {n} {{ {', '.join(keys)} }}" for n, keys in gone.items()]
         out += [f"flush chain {_T} {name}" for name in flush]
         out += [f"delete chain {_T} {name}" for name in delete]
-        for name, decl in sets.items():
-            if decl is None and name in old_state.sets:
-                out.append(f"delete set {_T} {name}")
-                del state.sets[name]
+        out += [f"delete set {_T} {name}" for name in gone_sets]
         out += rules
         out += [f"add element {_T} {n} {{ {', '.join(e)} }}" for n, e in fresh.items()]
         script = "\n".join(out) + "\n" if out else ""
-        return self._run_partial(script, state, refs)
+        if script:
+            try:
+                self.runner.run(["nft", "-f", "-"], script)
+            except ApplyError:
+                # Kernel state unknown now (and `refs` already moved): the next is a full sync.
+                self.applied = None
+                self.refs = None
+                raise
+        # Applied: update the state in place, copying nothing that did not change.
+        state = old_state
+        state.sets.update(new_sets)
+        for name in gone_sets:
+            del state.sets[name]
+        for name, body in chain_updates.items():
+            if body is None:
+                del state.chains[name]
+            else:
+                state.chains[name] = body
+        for set_name, key, want in elem_updates:
+            elems = state.elements.setdefault(set_name, {})
+            if want is None:
+                elems.pop(key, None)
+            else:
+                elems[key] = want
+        return "partial" if script else "noop"
 
     def cleanup(self) -> None:
         cleanup(self.runner)
 
 
-def _without(state: NftState, old: NftState, set_name: str, key: str) -> dict[str, str]:
-    elems = state.elements[set_name]
-    if elems is old.elements.get(set_name):
-        elems = dict(elems)  # copy on first write: `old` must stay as it was
-    elems.pop(key, None)
-    return elems
+_CHAIN = ":chain"  # refs key for a chain; no set name has a colon
+
+
+def _bump(refs: dict[tuple[str, str], int], key: tuple[str, str], by: int) -> None:
+    refs[key] = refs.get(key, 0) + by
 
 
 def _count_refs(base: NftState, fragments: list[Fragment]) -> dict[tuple[str, str], int]:
     refs: dict[tuple[str, str], int] = {}
     for f in (base, *fragments):
+        for name in f.chains:
+            refs[(_CHAIN, name)] = refs.get((_CHAIN, name), 0) + 1
         for set_name, elems in f.elements.items():
             for key in elems:
                 refs[(set_name, key)] = refs.get((set_name, key), 0) + 1

@@ -171,12 +171,18 @@ class Proxy:
                 )
                 self._full_requested = False
                 changes = self._rebuild(dirty)
-                fragments = [f for key in sorted(self._fragments) for f in self._fragments[key]]
+                # Only the sync thread changes `_fragments`: the snapshot may be taken later,
+                # and only when the backend needs the whole state.
+                snapshot = self._fragments
+
+                def all_fragments(snapshot: dict[str, list[Any]] = snapshot) -> list[Any]:
+                    return [f for key in sorted(snapshot) for f in snapshot[key]]
+
                 self._applying = True
             last_sync = time.monotonic()
             try:
                 assert self._backend is not None
-                mode = self._backend.sync(fragments, changes, full)
+                mode = self._backend.sync(all_fragments, changes, full)
             except ApplyError as exc:
                 self.stats["failures"] += 1
                 self.last_error = str(exc)
