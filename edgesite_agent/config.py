@@ -6,9 +6,8 @@ line to fix. Unknown keys are errors too: a typo must not silently fall back to 
 
 from __future__ import annotations
 
-import ipaddress
 import json
-from pathlib import Path
+import os
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
 if TYPE_CHECKING:
@@ -115,15 +114,14 @@ def parse_config(data: Any) -> AgentConfig:
         raise ConfigError("kubeconfig: required unless in_cluster is true")
     for key in ("kubeconfig", "proxy_kubeconfig"):
         path = getattr(cfg, key)
-        if path is not None and not Path(path).is_file():
+        if path is not None and not os.path.isfile(path):
             raise ConfigError(f"{key}: file {path} does not exist")
-    try:
-        addr = ipaddress.ip_address(cfg.listen_address)
-    except ValueError as exc:
-        raise ConfigError(f"listen_address: not an IP address: {cfg.listen_address!r}") from exc
-    if not addr.is_loopback:
+    loopback = _loopback(cfg.listen_address)
+    if loopback is None:
+        raise ConfigError(f"listen_address: not an IP address: {cfg.listen_address!r}")
+    if not loopback:
         # The local API serves cached objects (Secrets too, if cached) without auth.
-        raise ConfigError(f"listen_address: must be a loopback address, got {addr}")
+        raise ConfigError(f"listen_address: must be a loopback address, got {cfg.listen_address}")
     if not 0 <= cfg.listen_port <= 65535:
         raise ConfigError(f"listen_port: must be 0-65535, got {cfg.listen_port}")
     if not 1 <= cfg.page_size <= 10000:
@@ -138,9 +136,24 @@ def parse_config(data: Any) -> AgentConfig:
     return cfg
 
 
-def load_config(path: str | Path) -> AgentConfig:
+def _loopback(address: str) -> bool | None:
+    """Whether an IP address is loopback (127.0.0.0/8, ::1); None if it is no IP address.
+    With socket (loaded anyway) rather than ipaddress, which the agent would keep loaded."""
+    import socket
+
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            packed = socket.inet_pton(family, address)
+        except (OSError, ValueError):
+            continue
+        return packed[0] == 127 if family == socket.AF_INET else packed == bytes(15) + b"\x01"
+    return None
+
+
+def load_config(path: str | os.PathLike[str]) -> AgentConfig:
     try:
-        text = Path(path).read_text()
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
     except OSError as exc:
         raise ConfigError(f"<file>: cannot read {path}: {exc.strerror}") from exc
     try:

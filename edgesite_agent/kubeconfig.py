@@ -11,13 +11,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-from pathlib import Path
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
 if TYPE_CHECKING:
     from typing import Any
 
-SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 class KubeconfigError(ValueError):
@@ -51,7 +50,8 @@ class Credentials:
 
     def bearer(self) -> str | None:
         if self.token_file:  # re-read: projected tokens rotate
-            return Path(self.token_file).read_text().strip()
+            with open(self.token_file, encoding="utf-8") as f:
+                return f.read().strip()
         return self.token
 
     def ssl_context(self) -> Any:
@@ -83,7 +83,7 @@ def _load_chain_from_memory(ctx: Any, cert: bytes, key: bytes) -> None:
 
     # ssl can only load a key from a file: use a private directory and delete at once.
     with tempfile.TemporaryDirectory(prefix="edgesite-") as d:
-        path = Path(d) / "client.pem"
+        path = os.path.join(d, "client.pem")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(cert + b"\n" + key)
@@ -196,20 +196,21 @@ def _named(items: Any, name: str, what: str) -> dict[str, Any]:
     raise KubeconfigError(f"{what} {name!r} not found")
 
 
-def _resolve(base: Path, p: str | None) -> str | None:
+def _resolve(base: str, p: str | None) -> str | None:
     if not p:
         return None
-    return str(p if os.path.isabs(p) else base / p)
+    return p if os.path.isabs(p) else os.path.join(base, p)
 
 
 def _b64(value: Any) -> bytes | None:
     return base64.b64decode(value) if value else None
 
 
-def load_kubeconfig(path: str | Path, context: str | None = None) -> Credentials:
-    path = Path(path)
+def load_kubeconfig(path: str | os.PathLike[str], context: str | None = None) -> Credentials:
+    path = os.fspath(path)
     try:
-        text = path.read_text()
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
     except OSError as exc:
         raise KubeconfigError(f"cannot read {path}: {exc.strerror}") from exc
     try:
@@ -227,7 +228,7 @@ def load_kubeconfig(path: str | Path, context: str | None = None) -> Credentials
     server = cluster.get("server")
     if not server or not str(server).startswith("https://"):
         raise KubeconfigError(f"{path}: cluster server must be an https:// URL, got {server!r}")
-    base = path.parent
+    base = os.path.dirname(path)
     return Credentials(
         server=str(server).rstrip("/"),
         ca_file=_resolve(base, cluster.get("certificate-authority")),
@@ -242,7 +243,9 @@ def load_kubeconfig(path: str | Path, context: str | None = None) -> Credentials
     )
 
 
-def in_cluster(env: dict[str, str] | None = None, sa_dir: Path = SA_DIR) -> Credentials:
+def in_cluster(
+    env: dict[str, str] | None = None, sa_dir: str | os.PathLike[str] = SA_DIR
+) -> Credentials:
     env = dict(os.environ) if env is None else env
     host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
     if not host or not port:
@@ -251,6 +254,6 @@ def in_cluster(env: dict[str, str] | None = None, sa_dir: Path = SA_DIR) -> Cred
         host = f"[{host}]"
     return Credentials(
         server=f"https://{host}:{port}",
-        ca_file=str(sa_dir / "ca.crt"),
-        token_file=str(sa_dir / "token"),
+        ca_file=os.path.join(sa_dir, "ca.crt"),
+        token_file=os.path.join(sa_dir, "token"),
     )

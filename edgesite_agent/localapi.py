@@ -13,7 +13,6 @@ import socket
 import socketserver
 import threading
 from collections.abc import Callable
-from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
 from edgesite_agent.status import Status
@@ -35,6 +34,12 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
 MAX_LINE = 8192  # request line and each header line
 MAX_HEADERS = 100
 MAX_DISCARD = 1 << 20  # a request body we read (to answer cleanly) but never use
+
+
+# The answers this server gives; http.HTTPStatus would import an enum of ~60 members.
+REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+           405: "Method Not Allowed", 431: "Request Header Fields Too Large",
+           500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -97,7 +102,7 @@ class _Handler(socketserver.StreamRequestHandler):
             f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
         )
         self.wfile.write(
-            f"HTTP/1.1 {code} {HTTPStatus(code).phrase}\r\nContent-Type: {ctype}\r\n"
+            f"HTTP/1.1 {code} {REASONS.get(code, 'Error')}\r\nContent-Type: {ctype}\r\n"
             f"{framing}\r\nConnection: close\r\n\r\n".encode("latin-1")
         )
 

@@ -141,7 +141,7 @@ def test_corrupt_and_foreign_store_moved_aside_and_rebuilt(
             db.close()
         with running_agent(make_config(store_path=str(store))) as agent:
             wait_until(agent.status.ready, what="synced")
-            assert agent.store.moved_aside is not None and agent.store.moved_aside.exists()
+            assert agent.store.moved_aside is not None and os.path.exists(agent.store.moved_aside)
             wait_until(lambda s=store: store_matches_api(api, s), what="rebuilt")
         assert stat.S_IMODE(store.stat().st_mode) == 0o600
 

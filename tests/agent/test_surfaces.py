@@ -122,6 +122,10 @@ def test_cli_run_status_dump(api: KubeAPIServer, make_config: Any, tmp_path: Pat
          "listen_port: must be an integer"),
         ('{"node_name": "n", "store_path": "/x", "kubeconfig": "KC",'
          ' "listen_address": "0.0.0.0"}', "listen_address: must be a loopback address"),
+        ('{"node_name": "n", "store_path": "/x", "kubeconfig": "KC",'
+         ' "listen_address": "::"}', "listen_address: must be a loopback address"),
+        ('{"node_name": "n", "store_path": "/x", "kubeconfig": "KC",'
+         ' "listen_address": "localhost"}', "listen_address: not an IP address"),
         ('{"node_name": "n", "store_path": "/x", "kubeconfig": "/nonexistent"}',
          "kubeconfig: file /nonexistent does not exist"),
         ('{"node_name": "n", "store_path": "/x"}', "kubeconfig: required unless in_cluster"),
@@ -142,6 +146,16 @@ def test_bad_config_names_key_and_problem(tmp_path: Path, content: str, message:
     proc = _cli("run", "--config", str(path))
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.3.2.1", "::1"])
+def test_loopback_listen_addresses_are_accepted(tmp_path: Path, address: str) -> None:
+    kc = tmp_path / "kc"
+    kc.write_text("x")
+    path = tmp_path / "agent.json"
+    path.write_text(json.dumps({"node_name": "n", "store_path": "/x", "kubeconfig": str(kc),
+                                "listen_address": address}))  # fmt: skip
+    assert load_config(path).listen_address == address
 
 
 def test_kubeconfig_k3s_yaml_json_embedded_and_in_cluster(tmp_path: Path) -> None:
