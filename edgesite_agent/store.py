@@ -16,13 +16,20 @@ import contextlib
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 
 from edgesite_agent.events import EventType, KubeObject
 from edgesite_agent.versions import Versions
+
+try:
+    # The C module the sqlite3 package re-exports (same classes, same exceptions). The
+    # package's dbapi2 also imports datetime to register date adapters the store never
+    # uses: about 0.3 MiB resident for the agent's life (docs/agent.md).
+    import _sqlite3 as sqlite3
+except ImportError:  # an interpreter that builds sqlite3 differently
+    import sqlite3  # type: ignore[no-redef]
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
 if TYPE_CHECKING:
