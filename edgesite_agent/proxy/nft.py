@@ -24,8 +24,10 @@ quadratic to load.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 
 from edgesite_agent.proxy.config import ProxySettings
 from edgesite_agent.proxy.model import Endpoint, ServicePortModel, short_hash
@@ -159,36 +161,44 @@ def _shared_fragment(
     proto, port = sp.protocol, sp.port
     endpoints = [f"{ip} . {ep_port}" for ip, ep_port in sp.cluster_endpoints]
     count = len(endpoints)
-    by_entry = (("cluster", sp.cluster_ips), ("external", sp.external_ips))
-    for entry, ips in by_entry:
+    entries: dict[str, str] = {}
+    picks: dict[str, str] = {}
+    for entry, ips in (("cluster", sp.cluster_ips), ("external", sp.external_ips)):
         if not ips:
             continue
         name, rules = _pick_chain(entry, proto, count, settings)
         chains[name] = rules
         for ip in ips:
-            elements["service-ips"][f"{ip} . {proto} . {port}"] = f"goto {name}"
-            for i, target in enumerate(endpoints):
-                elements[f"endpoints-{proto}"][f"{ip} . {port} . {i}"] = target
+            entries[f"{ip} . {proto} . {port}"] = f"goto {name}"
+            picks.update((f"{ip} . {port} . {i}", t) for i, t in enumerate(endpoints))
+    if entries:
+        elements["service-ips"] = entries
+        elements[f"endpoints-{proto}"] = picks
     if sp.node_port:
         name, rules = _pick_chain("nodeport", proto, count, settings)
         chains[name] = rules
-        elements["service-nodeports"][f"{proto} . {sp.node_port}"] = f"goto {name}"
-        for i, target in enumerate(endpoints):
-            elements[f"nodeport-endpoints-{proto}"][f"{sp.node_port} . {i}"] = target
-    for ip in sp.hairpin_ips:
-        elements["hairpin"][f"{ip} . {ip}"] = ""
+        elements["service-nodeports"] = {f"{proto} . {sp.node_port}": f"goto {name}"}
+        elements[f"nodeport-endpoints-{proto}"] = {
+            f"{sp.node_port} . {i}": t for i, t in enumerate(endpoints)
+        }
+    if sp.hairpin_ips:
+        elements["hairpin"] = {f"{ip} . {ip}": "" for ip in sp.hairpin_ips}
 
 
 def render_fragment(sp: ServicePortModel, settings: ProxySettings) -> Fragment:
     chains: dict[str, tuple[str, ...]] = {}
     sets: dict[str, str] = {}
-    elements: dict[str, dict[str, str]] = {name: {} for name in STATIC_SETS}
+    elements: dict[str, dict[str, str]] = {}  # only the sets this service port uses
     proto, port = sp.protocol, sp.port
     if not sp.has_endpoints:
         for ip in (*sp.cluster_ips, *sp.external_ips):
-            elements["no-endpoint-services"][f"{ip} . {proto} . {port}"] = "goto reject-chain"
+            elements.setdefault("no-endpoint-services", {})[f"{ip} . {proto} . {port}"] = (
+                "goto reject-chain"
+            )
         if sp.node_port:
-            elements["no-endpoint-nodeports"][f"{proto} . {sp.node_port}"] = "goto reject-chain"
+            elements.setdefault("no-endpoint-nodeports", {})[f"{proto} . {sp.node_port}"] = (
+                "goto reject-chain"
+            )
         return Fragment(chains, sets, elements)
 
     if not sp.affinity_timeout and not sp.needs_local_chain:
@@ -208,7 +218,7 @@ def render_fragment(sp: ServicePortModel, settings: ProxySettings) -> Fragment:
         )
     internal = local if sp.internal_local else svc
     for ip in sp.cluster_ips:
-        elements["service-ips"][f"{ip} . {proto} . {port}"] = f"goto {internal}"
+        elements.setdefault("service-ips", {})[f"{ip} . {proto} . {port}"] = f"goto {internal}"
     if sp.is_external:
         ext = _chain_name("ext", sp, digest)
         if sp.external_local:
@@ -225,11 +235,13 @@ def render_fragment(sp: ServicePortModel, settings: ProxySettings) -> Fragment:
             rules = ["jump mark-for-masquerade", f"goto {svc}"]
         chains[ext] = tuple(rules)
         for ip in sp.external_ips:
-            elements["service-ips"][f"{ip} . {proto} . {port}"] = f"goto {ext}"
+            elements.setdefault("service-ips", {})[f"{ip} . {proto} . {port}"] = f"goto {ext}"
         if sp.node_port:
-            elements["service-nodeports"][f"{proto} . {sp.node_port}"] = f"goto {ext}"
+            elements.setdefault("service-nodeports", {})[f"{proto} . {sp.node_port}"] = (
+                f"goto {ext}"
+            )
     for ip in sp.hairpin_ips:
-        elements["hairpin"][f"{ip} . {ip}"] = ""
+        elements.setdefault("hairpin", {})[f"{ip} . {ip}"] = ""
     return Fragment(chains, sets, elements)
 
 
@@ -294,8 +306,13 @@ def render_text(state: NftState) -> str:
         lines.append(f"\t{kind} {name} {{")
         lines.extend(f"\t\t{part.strip()}" for part in body.split(";") if part.strip())
         if elems:
+            # Insertion order (services sorted by key) is stable already; sorting 100k
+            # elements again would cost more than the rest of the element rendering.
             lines.append("\t\telements = {")
-            lines.extend(f"\t\t\t{_elem(k, v)}," for k, v in sorted(elems.items()))
+            if kind == "map":
+                lines.extend(f"\t\t\t{k} : {v}," for k, v in elems.items())
+            else:
+                lines.extend(f"\t\t\t{k}," for k in elems)
             lines.append("\t\t}")
         lines.append("\t}")
     for name, rules in state.chains.items():
@@ -410,6 +427,9 @@ def list_existing(runner: Runner) -> tuple[set[str], set[str]]:
 
 
 Changes = dict[str, tuple[list[Fragment], list[Fragment]]]  # service -> (old, new) fragments
+_CHAIN = ":chain"  # refs entry for the chains; no set name has a colon
+# set name (or _CHAIN) -> element key (or chain name) -> how many service ports want it
+Refs = dict[str, Counter[str]]
 
 
 class NftBackend:
@@ -423,7 +443,7 @@ class NftBackend:
         # How many service ports want each (set, element): an endpoint in several services
         # shares one hairpin element, which must stay until the last of them lets it go.
         # None: unknown (state applied without its fragments); the next sync recounts.
-        self.refs: dict[tuple[str, str], int] | None = None
+        self.refs: Refs | None = None
 
     def render(self, fragments: list[Fragment]) -> NftState:
         return merge(self.base, fragments)
@@ -466,9 +486,7 @@ class NftBackend:
         self.refs = _count_refs(self.base, fragments) if fragments is not None else None
         return "full"
 
-    def _run_partial(
-        self, script: str, state: NftState, refs: dict[tuple[str, str], int] | None
-    ) -> str:
+    def _run_partial(self, script: str, state: NftState, refs: Refs | None) -> str:
         if script:
             try:
                 self.runner.run(["nft", "-f", "-"], script)
@@ -495,23 +513,23 @@ class NftBackend:
         for old, new in changes.values():
             for f in old:
                 for name in f.chains:
-                    _bump(refs, (_CHAIN, name), -1)
+                    _bump(refs, _CHAIN, name, -1)
                     touched.add((_CHAIN, name))
                 for name in f.sets:
                     sets.setdefault(name, None)
                 for set_name, elems in f.elements.items():
                     for key in elems:
-                        _bump(refs, (set_name, key), -1)
+                        _bump(refs, set_name, key, -1)
                         touched.add((set_name, key))
             for f in new:
                 for name, body in f.chains.items():
-                    _bump(refs, (_CHAIN, name), 1)
+                    _bump(refs, _CHAIN, name, 1)
                     bodies[name] = body
                     touched.add((_CHAIN, name))
                 sets.update(f.sets)
                 for set_name, elems in f.elements.items():
                     for key, value in elems.items():
-                        _bump(refs, (set_name, key), 1)
+                        _bump(refs, set_name, key, 1)
                         values[(set_name, key)] = value
                         touched.add((set_name, key))
 
@@ -525,9 +543,10 @@ class NftBackend:
         fresh: dict[str, list[str]] = {}
         elem_updates: list[tuple[str, str, str | None]] = []
         for set_name, key in sorted(touched):
-            count = refs.get((set_name, key), 0)
+            counts = refs.get(set_name, {})
+            count = counts.get(key, 0)
             if count <= 0:
-                refs.pop((set_name, key), None)
+                counts.pop(key, None)
             if set_name == _CHAIN:
                 before = old_state.chains.get(key)
                 if count <= 0:
@@ -594,22 +613,21 @@ class NftBackend:
         cleanup(self.runner)
 
 
-_CHAIN = ":chain"  # refs key for a chain; no set name has a colon
+def _bump(refs: Refs, set_name: str, key: str, by: int) -> None:
+    counts = refs.setdefault(set_name, Counter())
+    counts[key] += by
 
 
-def _bump(refs: dict[tuple[str, str], int], key: tuple[str, str], by: int) -> None:
-    refs[key] = refs.get(key, 0) + by
-
-
-def _count_refs(base: NftState, fragments: list[Fragment]) -> dict[tuple[str, str], int]:
-    refs: dict[tuple[str, str], int] = {}
-    for f in (base, *fragments):
-        for name in f.chains:
-            refs[(_CHAIN, name)] = refs.get((_CHAIN, name), 0) + 1
-        for set_name, elems in f.elements.items():
-            for key in elems:
-                refs[(set_name, key)] = refs.get((set_name, key), 0) + 1
-    return refs
+def _count_refs(base: NftState, fragments: list[Fragment]) -> Refs:
+    keys: dict[str, list[Iterable[str]]] = {_CHAIN: [base.chains]}
+    for name, elems in base.elements.items():
+        keys.setdefault(name, []).append(elems)
+    for f in fragments:
+        keys[_CHAIN].append(f.chains)
+        for name, elems in f.elements.items():
+            keys.setdefault(name, []).append(elems)
+    # Counter counts an iterable in C: this runs on every full sync of every service.
+    return {name: Counter(chain.from_iterable(parts)) for name, parts in keys.items()}
 
 
 def recreate_script(state: NftState) -> str:

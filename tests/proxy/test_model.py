@@ -133,5 +133,7 @@ def test_partial_nft_update_touches_only_the_changed_service() -> None:
         nft.base_state(S), [nft.render_fragment(sp, S) for sp in service_ports(objs, NODE, S)]
     )
     script = nft.partial_script(before, after)
-    assert "web" in script and "/np/" not in script
+    # web (10.96.0.10) moves to the shared one-endpoint pick chain; np (10.96.0.20) untouched.
+    assert "10.96.0.10 . tcp . 80 : goto pick-cluster-tcp-1" in script
+    assert "10.96.0.20" not in script and "30080" not in script
     assert nft.partial_script(after, after) == ""
