@@ -7,14 +7,19 @@ For 1,000 / 5,000 / 10,000 services x 10 endpoints, each in a throwaway network 
                applied), including reading back what the kernel has; median of 3;
   raw apply    `nft -f` (or `iptables-restore --noflush`) of the same ruleset file into an
                empty namespace: the floor any implementation pays; median of 3;
-  overhead     full / raw per (raw, full) pair run back to back, median of the 3 ratios
-               (robust against a machine shared with other work);
+  overhead     full / raw per (raw, full) pair run back to back, median of the ratios
+               (robust against a machine shared with other work), with their spread;
+               5 pairs at the smallest size, 3 above;
   one change   one endpoint removed from one service's EndpointSlice, event to applied
-               (median of several changes), while the other services stay programmed.
+               (median of several changes, and the slowest), while the other services stay
+               programmed. The first changes to a new endpoint count also create that
+               count's shared pick chain (a rule, so the kernel re-validates the table):
+               the slowest figure shows that case.
 Last lines: `proxy_one_change_ms: X` (1k services) and `proxy_sync_overhead_1k: X`
 (nftables, total / raw at 1k services); the same figures for iptables (the system's
 `iptables`, here iptables-nft) and iptables-legacy come before them, with per-size lines.
-A backend whose full sync exceeds --skip-after seconds is not run at larger sizes.
+A backend whose full sync exceeds --skip-after seconds, or whose run exceeds --size-timeout
+seconds (killed), is not run at larger sizes: the reason is printed instead of hanging.
 
 Run as root: python3 benchmarks/proxy_sync.py [--sizes 1000,5000,10000]
 """
@@ -36,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 ENDPOINTS = 10
 CHANGES = 7
+REPEATS_FIRST = 5  # pairs at the smallest size, where the overhead figure is taken
 REPEATS = 3
 
 
@@ -88,7 +94,7 @@ def wait_syncs(proxy, count: int, timeout: float = 600.0) -> None:
         time.sleep(0.0005)
 
 
-def inner(backend: str, n: int) -> dict:
+def inner(backend: str, n: int, repeats: int) -> dict:
     """Runs inside a fresh network namespace."""
     from edgesite_agent.events import EventType
     from edgesite_agent.proxy import iptables, nft
@@ -131,7 +137,7 @@ def inner(backend: str, n: int) -> dict:
     # shared, so the ratio is taken per pair (same moment, same load) and the median kept.
     fulls, raws = [], []
     proxy = None
-    for rep in range(REPEATS):
+    for rep in range(repeats):
         clean()
         t = time.perf_counter()
         subprocess.run(raw_argv, check=True)
@@ -148,7 +154,7 @@ def inner(backend: str, n: int) -> dict:
         wait_syncs(proxy, 1)
         fulls.append(time.perf_counter() - t0)
         assert proxy.stats["failures"] == 0, proxy.last_error
-        if rep < REPEATS - 1:
+        if rep < repeats - 1:
             proxy.stop()
     assert proxy is not None
     size = os.path.getsize(path)
@@ -165,13 +171,15 @@ def inner(backend: str, n: int) -> dict:
         changes.append(time.perf_counter() - t)
     assert proxy.stats["failures"] == 0, proxy.last_error
     proxy.stop()
-    full_s = statistics.median(fulls)
-    raw_s = statistics.median(raws)
+    ratios = [f / r for f, r in zip(fulls, raws, strict=True)]
     return {
-        "full_s": full_s,
-        "raw_s": raw_s,
-        "overhead": statistics.median([f / r for f, r in zip(fulls, raws, strict=True)]),
+        "full_s": statistics.median(fulls),
+        "raw_s": statistics.median(raws),
+        "overhead": statistics.median(ratios),
+        "overhead_min": min(ratios),
+        "overhead_max": max(ratios),
         "one_change_ms": statistics.median(changes) * 1000,
+        "one_change_max_ms": max(changes) * 1000,
         "ruleset_bytes": size,
     }
 
@@ -186,10 +194,16 @@ def main() -> int:
         default=60.0,
         help="skip larger sizes of a backend once a full sync took longer than this (s)",
     )
-    ap.add_argument("--inner", nargs=2, metavar=("BACKEND", "N"))
+    ap.add_argument(
+        "--size-timeout",
+        type=float,
+        default=300.0,
+        help="kill one backend/size run after this many seconds and skip larger sizes",
+    )
+    ap.add_argument("--inner", nargs=3, metavar=("BACKEND", "N", "REPEATS"))
     args = ap.parse_args()
     if args.inner:
-        print(json.dumps(inner(args.inner[0], int(args.inner[1]))))
+        print(json.dumps(inner(args.inner[0], int(args.inner[1]), int(args.inner[2]))))
         return 0
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
@@ -200,38 +214,49 @@ def main() -> int:
     print(f"# iptables = {system_iptables}; nft = ", end="")
     print(subprocess.run(["nft", "--version"], capture_output=True, text=True).stdout.strip())
     results: dict[str, dict[int, dict]] = {}
+    sizes = [int(x) for x in args.sizes.split(",")]
     for backend in args.backends.split(","):
         slow = None
-        for n in (int(x) for x in args.sizes.split(",")):
+        for n in sizes:
             if slow is not None:
-                print(
-                    f"{backend:15s} services={n:6d} skipped: a smaller size took {slow:.0f} s "
-                    "or failed"
-                )
+                print(f"{backend:15s} services={n:6d} skipped: {slow}", flush=True)
                 continue
-            proc = subprocess.run(
-                ["unshare", "--net", sys.executable, __file__, "--inner", backend, str(n)],
-                capture_output=True,
-                text=True,
-                timeout=3600,
-            )
+            repeats = REPEATS_FIRST if n == sizes[0] else REPEATS
+            argv = [sys.executable, __file__, "--inner", backend, str(n), str(repeats)]
+            try:
+                proc = subprocess.run(
+                    ["unshare", "--net", *argv],
+                    capture_output=True,
+                    text=True,
+                    timeout=args.size_timeout,
+                )
+            except subprocess.TimeoutExpired:
+                print(
+                    f"{backend:15s} services={n:6d} STOPPED: not done within "
+                    f"--size-timeout {args.size_timeout:.0f} s",
+                    flush=True,
+                )
+                slow = f"{n} services did not finish within {args.size_timeout:.0f} s"
+                continue
             if proc.returncode != 0:
                 # Reported, not hidden: e.g. iptables-nft exceeding the apply timeout.
                 why = (proc.stderr.strip().splitlines() or ["no output"])[-1]
                 print(f"{backend:15s} services={n:6d} FAILED: {why}", flush=True)
-                slow = float("inf")
+                slow = f"{n} services failed"
                 continue
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             results.setdefault(backend, {})[n] = r
             print(
                 f"{backend:15s} services={n:6d} endpoints={n * ENDPOINTS:7d} "
                 f"full_sync_s={r['full_s']:.3f} raw_apply_s={r['raw_s']:.3f} "
-                f"overhead={r['overhead']:.2f} one_change_ms={r['one_change_ms']:.1f} "
+                f"overhead={r['overhead']:.2f} (spread {r['overhead_min']:.2f}-"
+                f"{r['overhead_max']:.2f} over {repeats}) "
+                f"one_change_ms={r['one_change_ms']:.1f} (slowest {r['one_change_max_ms']:.1f}) "
                 f"ruleset_kib={r['ruleset_bytes'] / 1024:.0f}",
                 flush=True,
             )
             if r["full_s"] > args.skip_after:
-                slow = r["full_s"]
+                slow = f"{n} services took {r['full_s']:.0f} s (> --skip-after)"
     # Summary lines; the nftables (default backend) ones come last, as the issue asks.
     prefixes = {"iptables": "proxy_iptables_", "iptables-legacy": "proxy_iptables_legacy_"}
     for backend in (*prefixes, "nftables"):
@@ -244,6 +269,10 @@ def main() -> int:
             print(f"{prefix}one_change_ms_{n // 1000}k: {r['one_change_ms']:.1f}")
         first = res[min(res)]
         print(f"{prefix}one_change_ms: {first['one_change_ms']:.1f}")
+        print(
+            f"{prefix}sync_overhead_spread_1k: {first['overhead_min']:.2f}-"
+            f"{first['overhead_max']:.2f}"
+        )
         print(f"{prefix}sync_overhead_1k: {first['overhead']:.2f}")
     return 0
 

@@ -149,6 +149,24 @@ def test_nodeport(harness: Harness) -> None:
     assert set(counts) == {"backend-1", "backend-2", "backend-3"}, counts
 
 
+def test_external_ip_and_load_balancer_ingress_ip(harness: Harness) -> None:
+    svc = service(
+        "lb",
+        "10.96.0.60",
+        PORTS,
+        type="LoadBalancer",
+        externalIPs=["192.0.2.10"],
+        status={"loadBalancer": {"ingress": [{"ip": "198.51.100.7"}]}},
+    )
+    harness.put(svc, endpoint_slice("lb", harness.eps(0, 1, 2), SLICE_PORTS))
+    for ip in ("192.0.2.10", "198.51.100.7"):
+        counts = Counter(harness.topo.requests(ip, 80, 45))
+        assert set(counts) == {"backend-1", "backend-2", "backend-3"}, (ip, counts)
+    harness.put(endpoint_slice("lb", harness.eps(1), SLICE_PORTS))
+    for ip in ("192.0.2.10", "198.51.100.7"):
+        assert set(harness.topo.requests(ip, 80, 10)) == {"backend-2"}, ip
+
+
 def test_client_ip_affinity_sticks(harness: Harness) -> None:
     svc = service(
         "sticky",
