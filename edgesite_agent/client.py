@@ -12,8 +12,8 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
-from urllib.parse import urlencode, urlsplit
 
+from edgesite_agent.urls import split_server, urlencode
 from edgesite_agent.wire import Connection, ProtocolError, Response
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
@@ -63,10 +63,7 @@ class KubeClient:
         read_timeout: float = 30.0,
         user_agent: str = "edgesite-agent",
     ) -> None:
-        url = urlsplit(creds.server)
-        self.host = url.hostname or ""
-        self.port = url.port or 443
-        self.base_path = url.path.rstrip("/")
+        self.host, self.port, self.base_path = split_server(creds.server)
         self.creds = creds
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self.user_agent = user_agent

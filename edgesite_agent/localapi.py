@@ -13,10 +13,10 @@ import socket
 import socketserver
 import threading
 from collections.abc import Callable
-from urllib.parse import parse_qs, urlsplit
 
 from edgesite_agent.status import Status
 from edgesite_agent.store import Store
+from edgesite_agent.urls import parse_query, split_target
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
 if TYPE_CHECKING:
@@ -116,8 +116,8 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def do_get(self, target: str) -> None:
         api = self.server.api
-        url = urlsplit(target)
-        path = url.path.rstrip("/")
+        path, query = split_target(target)
+        path = path.rstrip("/")
         api.log.debug("local api: %s %s", self.command, target)
         if path == "/healthz":
             return self._send(200, b"ok", "text/plain")
@@ -142,7 +142,7 @@ class _Handler(socketserver.StreamRequestHandler):
             if text is None:
                 return self._json(404, _status(404, "NotFound", f'{plural} "{name}" not found'))
             return self._send(200, text.encode())
-        q = parse_qs(url.query)
+        q = parse_query(query)
         self._stream_list(kind, api_version, ns, q.get("labelSelector", [""])[0])
 
     def _stream_list(self, kind: str, api_version: str, ns: str | None, labels: str) -> None:
