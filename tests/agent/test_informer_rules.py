@@ -310,3 +310,30 @@ def test_unknown_watch_resources_are_status_objects(api: KubeAPIServer, tls_dir:
     assert err.value.reason in ("BadRequest", "Forbidden", "NotFound")
     api.upsert("nodes", node())
     assert client.get(f"/api/v1/nodes/{NODE}")["metadata"]["name"] == NODE
+
+
+def test_rule7_referenced_configmaps_follow_changes_and_deletion_by_name(
+    api: KubeAPIServer, make_config: Any
+) -> None:
+    populate(api)
+    api.upsert("pods", pod("late-ref", configmaps=("not-yet",)))  # referenced before it exists
+    with running_agent(make_config()) as agent:
+        sp = agent.cfg.store_path
+        wait_until(agent.status.ready, what="synced")
+        wait_until(lambda: len(store_state(sp, "ConfigMap")) == 3, what="configmaps")
+        assert ("default", "not-yet") not in store_state(sp, "ConfigMap")  # 404: nothing
+        # Created later: the next round of per-name GETs finds it.
+        api.upsert("configmaps", configmap("not-yet"))
+        wait_until(lambda: ("default", "not-yet") in store_state(sp, "ConfigMap"))
+        # Changed in the API: the store follows, with the new content.
+        new = api.upsert("configmaps", configmap("cm0", data={"k": "changed"}))["metadata"]
+        wait_until(lambda: store_state(sp, "ConfigMap").get(("default", "cm0"))
+                   == new["resourceVersion"], what="cm0 modified")  # fmt: skip
+        assert '"changed"' in (agent.store.get_json("ConfigMap", "default", "cm0") or "")
+        # Deleted in the API while still referenced: gone from the store too.
+        api.delete("configmaps", "default", "cm1")
+        wait_until(lambda: ("default", "cm1") not in store_state(sp, "ConfigMap"))
+        # Only GETs by name, never a collection list or watch (the Node authorizer's rule).
+        cm_requests = [r for r in list(api.requests) if "/configmaps" in r.path]
+        assert cm_requests and all(r.path.rsplit("/", 2)[-2] == "configmaps"
+                                   and not r.query for r in cm_requests)  # fmt: skip
