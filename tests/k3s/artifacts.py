@@ -1,5 +1,9 @@
 """Builds an air-gap artifact directory whose `k3s` is the TEST STAND-IN (not k3s).
 
+The stand-in is packed as a Python zipapp: the stand-in script as `__main__.py` plus the
+project's test Kubernetes API server (tests/kubeapi), which `k3s server` serves on masters.
+The archive is byte-for-byte reproducible, so a version's sha256 never changes between builds.
+
 Layout, as the k3s_artifacts role expects it (one directory per pinned release, named like
 the release tag, holding the release's own file names):
 
@@ -11,9 +15,13 @@ the release tag, holding the release's own file names):
 from __future__ import annotations
 
 import hashlib
+import io
+import zipfile
 from pathlib import Path
 
 STANDIN = Path(__file__).resolve().parent / "standin" / "k3s-test-standin.py"
+KUBEAPI = Path(__file__).resolve().parents[1] / "kubeapi"
+SHEBANG = b"#!/usr/bin/env python3\n"
 BINARY = "k3s"
 IMAGES = "k3s-airgap-images-amd64.tar.zst"
 SUMS = "sha256sum-amd64.txt"
@@ -24,7 +32,7 @@ def add_version(root: Path, version: str) -> Path:
     release = root / "k3s" / version
     release.mkdir(parents=True, exist_ok=True)
     binary = release / BINARY
-    binary.write_text(STANDIN.read_text().replace("@VERSION@", version))
+    binary.write_bytes(standin_zipapp(version))
     binary.chmod(0o755)
     (release / IMAGES).write_bytes(f"placeholder airgap images for {version}\n".encode())
     lines = [
@@ -33,3 +41,19 @@ def add_version(root: Path, version: str) -> Path:
     ]
     (release / SUMS).write_text("\n".join(lines) + "\n")
     return release
+
+
+def standin_zipapp(version: str) -> bytes:
+    """The stand-in and tests/kubeapi as one executable zipapp (fixed dates and order)."""
+    files = {"__main__.py": STANDIN.read_text().replace("@VERSION@", version).encode()}
+    files["tests/__init__.py"] = b""
+    for source in sorted(KUBEAPI.glob("*.py")):
+        files[f"tests/kubeapi/{source.name}"] = source.read_bytes()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
+    return SHEBANG + buffer.getvalue()

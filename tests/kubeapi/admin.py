@@ -4,6 +4,8 @@ Plain HTTP on its own port (loopback by default) so it keeps answering while the
 is "down". Routes (all JSON):
   GET    /state                          object names per resource, rv, compacted rv
   GET    /requests                       recent API requests (path, query, user)
+  GET    /objects/{resource}             all stored objects of a resource
+  GET    /objects/{resource}/{ns}/{name} one object (ns "-" for cluster-scoped objects)
   POST   /objects/{resource}             body: object -> stored object (create or update)
   DELETE /objects/{resource}/{ns}/{name} ns "-" for cluster-scoped objects
   POST   /batch                          {"ops": [{"op": "upsert"|"delete", ...}]}
@@ -72,6 +74,10 @@ def _route(api: KubeAPIServer, method: str, parts: list[str], body: Any) -> Any:
             return api.state.snapshot() | {"running": api.running, "url": api.url}
         case "GET", ["requests"]:
             return [dataclasses.asdict(r) for r in list(api.requests)]
+        case "GET", ["objects", resource]:
+            return api.state.items(resource, None)
+        case "GET", ["objects", resource, ns, name]:
+            return api.state.get(resource, "" if ns == "-" else ns, name)
         case "POST", ["objects", resource]:
             return api.upsert(resource, body)
         case "DELETE", ["objects", resource, ns, name]:

@@ -28,7 +28,9 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,11 @@ from tests.kubeapi.selectors import field_value, matcher
 from tests.kubeapi.state import RESOURCES, ApiStatusError, Obj, Resource, State
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+
+# An extra non-Kubernetes route served on the API port (a host process embedding this server
+# adds its own, e.g. the k3s test stand-in's join endpoints): request headers in, (HTTP code,
+# content type, body) out. It runs before authentication: it must check credentials itself.
+ExtraRoute = Callable[[Message], tuple[int, str, bytes]]
 
 
 @dataclass
@@ -149,7 +156,21 @@ class _Handler(BaseHTTPRequestHandler):
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
+    def _extra_route(self, method: str) -> bool:
+        route = self.api.extra_routes.get((method, urlsplit(self.path).path))
+        if route is None:
+            return False
+        code, ctype, data = route(self.headers)
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        return True
+
     def do_GET(self) -> None:
+        if self._extra_route("GET"):
+            return
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         ident = self._identity()
@@ -360,6 +381,7 @@ class KubeAPIServer:
         self.generation = 0
         self.drop_mid_event = False
         self.requests: deque[Request] = deque(maxlen=2000)
+        self.extra_routes: dict[tuple[str, str], ExtraRoute] = {}
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
         self._httpd: _TLSServer | None = None

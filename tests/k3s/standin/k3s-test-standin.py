@@ -2,17 +2,33 @@
 """TEST STAND-IN for the k3s binary. It is NOT k3s and runs no Kubernetes component.
 
 No k3s binary can be obtained on the machines these tests run on, so the test artifact
-directory ships this script under the name `k3s`. It does only what lets the tests check what
-EdgeSite's roles are responsible for:
+directory ships this program under the name `k3s` (a zipapp built by tests/k3s/artifacts.py
+that also carries the project's test Kubernetes API server, tests/kubeapi). It does only what
+lets the tests check what EdgeSite's roles, and the edge agent on workers, are responsible for:
 
 * reports a version in the shape of `k3s --version`;
 * accepts the real command-line shape: `k3s server|agent [--config FILE] [flags]`,
-  `k3s kubectl get --raw=/readyz`, `k3s kubectl get node NAME`, `k3s certificate rotate`,
-  `k3s etcd-snapshot save|ls`, `k3s token rotate --token T --new-token T`;
+  `k3s kubectl get --raw=/readyz`, `k3s kubectl get node NAME`, `k3s kubectl drain|uncordon
+  NODE`, `k3s kubectl delete node NAME`, `k3s certificate rotate`, `k3s etcd-snapshot save|ls`,
+  `k3s token rotate --token T --new-token T`;
 * `server` and `agent` stay running as a systemd Type=notify service and record what they
   were started with (arguments and a copy of the config file) under the data dir;
-* servers answer a tiny plain-HTTP join check on the API port, so a joining server or agent
-  proves it was given a reachable server URL and the same token as that server.
+* `server` serves the TEST Kubernetes API (tests/kubeapi: real HTTP protocol, TLS with client
+  certificates, objects kept in memory) on the API port, with its own CA under
+  DATA_DIR/server/tls, and the test API's admin interface (plain HTTP) on 127.0.0.1:6080 only.
+  Servers do NOT share state: every master has its own API and CA, even with a datastore
+  configured. Agents and the admin kubeconfig point at the server they were given.
+* next to the API, a server answers join requests modelled on k3s's supervisor routes, over
+  the same TLS port: `/cacerts`, `/ping`, `/v1-k3s/server-bootstrap` (basic auth
+  server:<token>) and `/v1-k3s/client-kubelet.crt`, `/v1-k3s/client-kube-proxy.crt` (basic
+  auth node:<token>). A wrong token is refused and recorded (rejected.jsonl); a joined node
+  is recorded (joined.jsonl) and registered as a Ready Node in that server's test API. So a
+  joining server or agent proves it was given a reachable server URL and the same token;
+* `agent` writes, like k3s's agent, /var/lib/rancher/k3s/agent/{kubelet,kubeproxy}.kubeconfig
+  with client certificates issued by its server's CA (system:node:<name>, system:kube-proxy).
+  Unlike k3s they point straight at the server URL (k3s points them at its local load
+  balancer, 127.0.0.1:6444), and the CA is fetched without verification as k3s does for a
+  token that carries no CA hash.
 
 Fault injection for tests: while DATA_DIR/standin/fail-health exists, `kubectl get
 --raw=/readyz` reports unhealthy.
@@ -20,35 +36,50 @@ Fault injection for tests: while DATA_DIR/standin/fail-health exists, `kubectl g
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 import signal
 import socket
+import ssl
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 VERSION = "@VERSION@"
 DEFAULT_CONFIG = "/etc/rancher/k3s/config.yaml"
 DATA_DIR = Path("/var/lib/rancher/k3s")
 STATE = DATA_DIR / "standin"
+AGENT_DIR = DATA_DIR / "agent"
+# The test API's admin interface (unauthenticated, so loopback only): tests and `kubectl`
+# below change objects through it.
+ADMIN_HOST, ADMIN_PORT = "127.0.0.1", 6080
+ADMIN_URL = f"http://{ADMIN_HOST}:{ADMIN_PORT}"
+JOIN_ATTEMPTS = 30
 
 
-def read_config(path: str) -> tuple[str, dict[str, str]]:
-    """Top-level `key: scalar` pairs are all this stand-in needs; lists are kept raw."""
+def read_config(path: str) -> tuple[str, dict[str, Any]]:
+    """Top-level `key: scalar` pairs and `key:` + `- item` lists are all this stand-in needs."""
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
         return "", {}
-    values = {}
+    values: dict[str, Any] = {}
+    key = ""
     for line in text.splitlines():
-        if line and not line.startswith((" ", "-", "#")) and ":" in line:
+        if line.startswith("- ") and key:
+            values.setdefault(key, [])
+            if isinstance(values[key], list):
+                values[key].append(line[2:].strip().strip("\"'"))
+        elif line and not line.startswith((" ", "-", "#")) and ":" in line:
             key, _, value = line.partition(":")
-            values[key.strip()] = value.strip().strip("\"'")
+            key = key.strip()
+            if value.strip():
+                values[key] = value.strip().strip("\"'")
     return text, values
 
 
@@ -66,47 +97,178 @@ def sd_notify(message: str) -> None:
             sock.sendall(message.encode())
 
 
-def token_of(config: dict[str, str]) -> str:
+def token_of(config: dict[str, Any]) -> str:
     path = config.get("token-file")
     return Path(path).read_text().strip() if path and Path(path).exists() else ""
 
 
-def join(server_url: str, token: str, node: str, role: str) -> None:
-    # Plain HTTP on the server's API port: the stand-in's own join check, not k3s's protocol.
-    url = server_url.replace("https://", "http://").rstrip("/") + "/v1-standin/join"
-    body = json.dumps({"node": node, "role": role}).encode()
-    request = urllib.request.Request(
-        url, data=body, headers={"Authorization": f"Bearer {token}"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        response.read()
+def basic_auth(user: str, token: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
 
 
-def serve(port: int, token: str) -> None:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self._reply(200, b"pong" if self.path == "/ping" else b"standin")
+def write_private(path: Path, data: str) -> None:
+    """Write a 0600 file, only when its content changes."""
+    if path.exists() and path.read_text() == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(data)
+    os.chmod(path, 0o600)
 
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            if self.headers.get("Authorization") != f"Bearer {token}":
-                append("rejected.jsonl", {"node": body.get("node")})
-                self._reply(401, b"token mismatch")
-                return
-            append("joined.jsonl", {"node": body.get("node"), "role": body.get("role")})
-            self._reply(200, b"joined")
 
-        def _reply(self, code: int, payload: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+def node_object(name: str, ip: str, role: str) -> dict[str, Any]:
+    labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}
+    if role == "server":
+        labels["node-role.kubernetes.io/control-plane"] = "true"
+    addresses = [{"type": "Hostname", "address": name}]
+    if ip:
+        addresses.insert(0, {"type": "InternalIP", "address": ip})
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {},
+        "status": {
+            "addresses": addresses,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+            "nodeInfo": {"kubeletVersion": VERSION},
+        },
+    }
 
-        def log_message(self, *args: object) -> None:
-            return
 
-    httpd = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+# --- server ----------------------------------------------------------------------------
+
+
+class Server:
+    """The test API with the join routes; lives for the process (objects in memory)."""
+
+    def __init__(self, config: dict[str, Any], token: str, node: str, node_ip: str) -> None:
+        from tests.kubeapi import certs
+
+        self.certs, self.token = certs, token
+        data_dir = Path(config.get("data-dir") or DATA_DIR)
+        self.tls = data_dir / "server" / "tls"
+        sans = ["127.0.0.1", "localhost", socket.gethostname(), node, node_ip]
+        sans += config.get("tls-san") or []
+        sans = list(dict.fromkeys(s for s in sans if s))
+        self.ca, _ = certs.ensure_ca(self.tls)
+        marker = self.tls / "server.sans"
+        if not marker.exists() or marker.read_text() != "\n".join(sans):
+            # New names (tls-san changed): issue the serving certificate again.
+            (self.tls / "server.crt").unlink(missing_ok=True)
+            certs.server_cert(self.tls, tuple(sans))
+            marker.write_text("\n".join(sans))
+        self.admin_cred = certs.admin_cert(self.tls)
+        self.port = int(config.get("https-listen-port") or 6443)
+        self.node, self.node_ip = node, node_ip
+
+    def start(self) -> None:
+        from tests.kubeapi import AdminServer, KubeAPIServer, Options
+
+        self.api = KubeAPIServer(self.tls, "0.0.0.0", self.port, Options(bookmark_interval=30))
+        routes = self.api.extra_routes
+        routes["GET", "/ping"] = lambda _h: (200, "text/plain", b"pong")
+        routes["GET", "/cacerts"] = lambda _h: (200, "text/plain", self.ca.read_bytes())
+        routes["GET", "/v1-k3s/server-bootstrap"] = self._server_bootstrap
+        routes["GET", "/v1-k3s/client-kubelet.crt"] = self._client_kubelet
+        routes["GET", "/v1-k3s/client-kube-proxy.crt"] = self._client_kube_proxy
+        self.api.start()
+        AdminServer(self.api, ADMIN_HOST, ADMIN_PORT).start()
+        self.register(self.node, self.node_ip, "server")
+
+    def register(self, name: str, ip: str, role: str) -> None:
+        """A joined node appears Ready; an existing Node keeps its spec (cordon survives)."""
+        from tests.kubeapi.state import ApiStatusError
+
+        obj = node_object(name, ip, role)
+        with contextlib.suppress(ApiStatusError):  # not found: a new node
+            obj["spec"] = self.api.state.get("nodes", "", name).get("spec", {})
+        self.api.upsert("nodes", obj)
+
+    def _joiner(self, headers: Any, user: str) -> tuple[str, str] | None:
+        name = headers.get("k3s-Node-Name") or ""
+        if headers.get("Authorization") != basic_auth(user, self.token):
+            append("rejected.jsonl", {"node": name})
+            return None
+        return name, headers.get("k3s-Node-IP") or ""
+
+    def _server_bootstrap(self, headers: Any) -> tuple[int, str, bytes]:
+        joiner = self._joiner(headers, "server")
+        if joiner is None:
+            return 401, "text/plain", b"token mismatch"
+        append("joined.jsonl", {"node": joiner[0], "role": "server"})
+        self.register(*joiner, "server")
+        return 200, "application/json", b"{}"
+
+    def _client_kubelet(self, headers: Any) -> tuple[int, str, bytes]:
+        joiner = self._joiner(headers, "node")
+        if joiner is None or not joiner[0]:
+            return 401, "text/plain", b"token mismatch"
+        cred = self.certs.node_cert(self.tls, joiner[0])
+        append("joined.jsonl", {"node": joiner[0], "role": "agent"})
+        self.register(*joiner, "agent")
+        return 200, "text/plain", cred.cert.read_bytes() + cred.key.read_bytes()
+
+    def _client_kube_proxy(self, headers: Any) -> tuple[int, str, bytes]:
+        if self._joiner(headers, "node") is None:
+            return 401, "text/plain", b"token mismatch"
+        cred = self.certs.proxy_cert(self.tls)
+        return 200, "text/plain", cred.cert.read_bytes() + cred.key.read_bytes()
+
+    def write_admin_kubeconfig(self, path: Path) -> None:
+        # Like k3s: the admin kubeconfig points at this server over loopback, data inline.
+        def b64(p: Path) -> str:
+            return base64.b64encode(p.read_bytes()).decode()
+
+        write_private(
+            path,
+            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n"
+            f"    certificate-authority-data: {b64(self.ca)}\n"
+            f"    server: https://127.0.0.1:{self.port}\n  name: default\n"
+            "contexts:\n- context: {cluster: default, user: default}\n  name: default\n"
+            "current-context: default\npreferences: {}\nusers:\n- name: default\n  user:\n"
+            f"    client-certificate-data: {b64(self.admin_cred.cert)}\n"
+            f"    client-key-data: {b64(self.admin_cred.key)}\n",
+        )
+
+
+# --- joining a server ------------------------------------------------------------------
+
+
+def fetch(url: str, ctx: ssl.SSLContext, headers: dict[str, str]) -> bytes:
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=5, context=ctx) as response:
+        return response.read()
+
+
+def join(server_url: str, token: str, node: str, node_ip: str, role: str) -> None:
+    base = server_url.rstrip("/")
+    # No CA hash in the token: like k3s, take the CA from the server unverified, then verify
+    # the server against it for everything that carries the token.
+    insecure = ssl.create_default_context()
+    insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+    ca = fetch(base + "/cacerts", insecure, {}).decode()
+    ctx = ssl.create_default_context(cadata=ca)
+    headers = {"k3s-Node-Name": node, "k3s-Node-IP": node_ip}
+    if role == "server":
+        fetch(base + "/v1-k3s/server-bootstrap", ctx, headers | {
+            "Authorization": basic_auth("server", token)})  # fmt: skip
+        return
+    from tests.kubeapi import certs
+
+    headers["Authorization"] = basic_auth("node", token)
+    write_private(AGENT_DIR / "server-ca.crt", ca)
+    for route, name, kubeconfig in (
+        ("client-kubelet.crt", "client-kubelet", "kubelet.kubeconfig"),
+        ("client-kube-proxy.crt", "client-kube-proxy", "kubeproxy.kubeconfig"),
+    ):
+        pem = fetch(f"{base}/v1-k3s/{route}", ctx, headers).decode()
+        cut = pem.index("-----BEGIN", pem.index("-----END CERTIFICATE-----"))
+        cred = certs.ClientCert(AGENT_DIR / f"{name}.crt", AGENT_DIR / f"{name}.key")
+        write_private(cred.cert, pem[:cut])
+        write_private(cred.key, pem[cut:])
+        certs.write_kubeconfig(AGENT_DIR / kubeconfig, base, AGENT_DIR / "server-ca.crt", cred)
 
 
 def run_node(role: str, args: list[str]) -> int:
@@ -116,6 +278,7 @@ def run_node(role: str, args: list[str]) -> int:
     text, config = read_config(config_path)
     token = token_of(config)
     node = config.get("node-name") or socket.gethostname()
+    node_ip = config.get("node-ip") or ""
     append(
         "starts.jsonl",
         {
@@ -129,26 +292,20 @@ def run_node(role: str, args: list[str]) -> int:
         },
     )
     if role == "server":
-        serve(int(config.get("https-listen-port") or 6443), token)
-        # Like k3s, a server writes the admin kubeconfig pointing at itself.
-        kubeconfig = Path(config.get("write-kubeconfig") or "/etc/rancher/k3s/k3s.yaml")
-        kubeconfig.write_text(
-            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n"
-            "    certificate-authority-data: U1RBTkQtSU4=\n"
-            "    server: https://127.0.0.1:6443\n  name: default\n"
-            "contexts:\n- context: {cluster: default, user: default}\n  name: default\n"
-            "current-context: default\nusers:\n- name: default\n  user: {token: standin}\n"
+        server = Server(config, token, node, node_ip)
+        server.start()
+        server.write_admin_kubeconfig(
+            Path(config.get("write-kubeconfig") or "/etc/rancher/k3s/k3s.yaml")
         )
-        os.chmod(kubeconfig, 0o600)
     joined_to = config.get("server")
     if joined_to:
-        for attempt in range(30):
+        for attempt in range(JOIN_ATTEMPTS):
             try:
-                join(joined_to, token, node, role)
+                join(joined_to, token, node, node_ip, role)
                 break
-            except (urllib.error.URLError, OSError) as err:
-                if attempt == 29:
-                    print(f"standin: cannot join {joined_to}: {err}", file=sys.stderr)
+            except (urllib.error.URLError, OSError, ValueError) as err:
+                print(f"standin: cannot join {joined_to}: {err}", file=sys.stderr, flush=True)
+                if attempt == JOIN_ATTEMPTS - 1:
                     return 1
                 time.sleep(1)
     (STATE / "running.json").write_text(json.dumps({"role": role, "pid": os.getpid()}))
@@ -167,6 +324,70 @@ def running() -> bool:
     return True
 
 
+# --- kubectl (against this host's test API, through its loopback admin interface) -------
+
+
+def admin(method: str, path: str, body: Any = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        ADMIN_URL + path, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def get_node(name: str) -> dict[str, Any] | None:
+    try:
+        return admin("GET", f"/objects/nodes/-/{name}")
+    except urllib.error.HTTPError as err:
+        if err.code == 404:
+            return None
+        raise
+
+
+def cordon(name: str, on: bool) -> bool:
+    node = get_node(name)
+    if node is None:
+        return False
+    spec = node.setdefault("spec", {})
+    taints = [t for t in spec.get("taints", []) if t["key"] != "node.kubernetes.io/unschedulable"]
+    if on:
+        spec["unschedulable"] = True
+        taints.append({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"})
+    else:
+        spec.pop("unschedulable", None)
+    if taints:
+        spec["taints"] = taints
+    else:
+        spec.pop("taints", None)
+    admin("POST", "/objects/nodes", node)
+    return True
+
+
+def drain(name: str, ignore_daemonsets: bool) -> int:
+    pods = [p for p in admin("GET", "/objects/pods") if p["spec"].get("nodeName") == name]
+    daemon = [
+        p for p in pods
+        if any(o.get("kind") == "DaemonSet" for o in p["metadata"].get("ownerReferences", []))
+    ]  # fmt: skip
+    if daemon and not ignore_daemonsets:
+        print("error: cannot delete DaemonSet-managed Pods (use --ignore-daemonsets)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    if not cordon(name, True):
+        print(f'Error from server (NotFound): nodes "{name}" not found', file=sys.stderr)
+        return 1
+    print(f"node/{name} cordoned")
+    for pod in pods:
+        if pod in daemon:
+            continue
+        meta = pod["metadata"]
+        admin("DELETE", f"/objects/pods/{meta['namespace']}/{meta['name']}")
+        print(f"pod/{meta['name']} evicted")
+    print(f"node/{name} drained")
+    return 0
+
+
 def kubectl(args: list[str]) -> int:
     if args[:2] == ["get", "--raw=/readyz"] or args[:3] == ["get", "--raw", "/readyz"]:
         if running() and not (STATE / "fail-health").exists():
@@ -174,13 +395,38 @@ def kubectl(args: list[str]) -> int:
             return 0
         print("[-]standin not ready", file=sys.stderr)
         return 1
-    if args[:2] == ["get", "node"] and len(args) > 2:
-        joined = STATE / "joined.jsonl"
-        lines = joined.read_text().splitlines() if joined.exists() else []
-        if any(json.loads(line)["node"] == args[2] for line in lines):
-            print("True")
+    names = [a for a in args if not a.startswith("-")]
+    try:
+        if names[:2] == ["get", "node"] and len(names) > 2:
+            node = get_node(names[2])
+            if node is None:
+                print(f'Error from server (NotFound): nodes "{names[2]}" not found',
+                      file=sys.stderr)  # fmt: skip
+                return 1
+            ready = [c["status"] for c in node["status"]["conditions"] if c["type"] == "Ready"]
+            print(ready[0] if ready else "Unknown")
             return 0
-        print(f'Error from server (NotFound): nodes "{args[2]}" not found', file=sys.stderr)
+        if names[:1] == ["drain"] and len(names) == 2:
+            return drain(names[1], "--ignore-daemonsets" in args)
+        if names[:1] == ["uncordon"] and len(names) == 2:
+            if cordon(names[1], False):
+                print(f"node/{names[1]} uncordoned")
+                return 0
+            print(f'Error from server (NotFound): nodes "{names[1]}" not found', file=sys.stderr)
+            return 1
+        if names[:2] == ["delete", "node"] and len(names) == 3:
+            try:
+                admin("DELETE", f"/objects/nodes/-/{names[2]}")
+            except urllib.error.HTTPError as err:
+                if err.code != 404 or "--ignore-not-found" not in args:
+                    print(f'Error from server (NotFound): nodes "{names[2]}" not found',
+                          file=sys.stderr)  # fmt: skip
+                    return 1
+                return 0
+            print(f'node "{names[2]}" deleted')
+            return 0
+    except OSError as err:  # URLError included: no server runs on this host
+        print(f"standin: the test API on this host is not reachable: {err}", file=sys.stderr)
         return 1
     print(f"standin: kubectl {' '.join(args)} is not supported", file=sys.stderr)
     return 2
