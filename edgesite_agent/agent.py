@@ -118,7 +118,7 @@ class Agent:
 
         self.localapi = LocalAPI(
             store, self.status, log.getChild("localapi"), cfg.listen_address, cfg.listen_port,
-            cfg.cache_secrets, after_list=self.allocator.trim,
+            cfg.cache_secrets, after_list=self.allocator.trim, unix_path=cfg.listen_unix,
         )  # fmt: skip
         self.localapi.start()
         log.info("local API listening on %s", self.localapi.url)

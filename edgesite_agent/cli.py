@@ -45,7 +45,9 @@ def build_parser(with_proxy: bool = True) -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", help="ask a running agent whether it is ready")
     st.add_argument("--config", help="agent config file (to find the local API)")
-    st.add_argument("--url", help="local API URL (default http://127.0.0.1:10260)")
+    st.add_argument(
+        "--url", help="local API: http://HOST:PORT or unix:/PATH (default http://127.0.0.1:10260)"
+    )
     st.set_defaults(func=cmd_status)
 
     dump = sub.add_parser("dump", help="print cached objects of KIND as a Kubernetes List")
@@ -126,27 +128,52 @@ def _local_url(args: argparse.Namespace) -> str | None:
         cfg = _load(args.config)
         if cfg is None:
             return None
+        if cfg.listen_unix:
+            return f"unix:{cfg.listen_unix}"
         host = f"[{cfg.listen_address}]" if ":" in cfg.listen_address else cfg.listen_address
         return f"http://{host}:{cfg.listen_port}"
     return "http://127.0.0.1:10260"
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    import urllib.error
-    import urllib.request
+def _get(base: str, path: str) -> tuple[int, bytes]:
+    """GET from the local API at an http:// URL or a `unix:/path` socket."""
+    import http.client
+    import socket
 
+    if base.startswith("unix:"):
+        sock_path = base.removeprefix("unix:")
+
+        class UnixConnection(http.client.HTTPConnection):
+            def connect(self) -> None:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.settimeout(self.timeout)
+                self.sock.connect(sock_path)
+
+        conn: http.client.HTTPConnection = UnixConnection("localhost", timeout=5)
+    else:
+        from urllib.parse import urlsplit
+
+        u = urlsplit(base)
+        conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=5)
+        path = u.path.rstrip("/") + path
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    except http.client.HTTPException as exc:
+        raise OSError(str(exc)) from exc
+    finally:
+        conn.close()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
     base = _local_url(args)
     if base is None:
         return 2
     try:
-        with urllib.request.urlopen(base + "/metrics", timeout=5) as resp:
-            metrics = resp.read().decode()
-        try:
-            with urllib.request.urlopen(base + "/readyz", timeout=5) as resp:
-                ready = resp.status == 200
-        except urllib.error.HTTPError as exc:
-            ready = exc.code == 200
-    except (urllib.error.URLError, OSError) as exc:
+        metrics = _get(base, "/metrics")[1].decode()
+        ready = _get(base, "/readyz")[0] == 200
+    except OSError as exc:
         print(f"agent not reachable at {base}: {exc}", file=sys.stderr)
         return 1
     print(f"ready: {'yes' if ready else 'no'}")

@@ -32,6 +32,7 @@ class AgentConfig:
         in_cluster: bool = False,
         listen_address: str = "127.0.0.1",
         listen_port: int = 10260,
+        listen_unix: str = "",  # serve the local API on this unix socket instead of TCP
         cache_secrets: bool = False,
         watch_list: bool = False,
         page_size: int = 500,
@@ -47,6 +48,7 @@ class AgentConfig:
         self.kubeconfig, self.proxy_kubeconfig = kubeconfig, proxy_kubeconfig
         self.in_cluster = in_cluster
         self.listen_address, self.listen_port = listen_address, listen_port
+        self.listen_unix = listen_unix
         self.cache_secrets, self.watch_list, self.page_size = cache_secrets, watch_list, page_size
         self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
         self.watch_idle_timeout_s, self.refs_refresh_s = watch_idle_timeout_s, refs_refresh_s
@@ -68,6 +70,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "in_cluster": (bool,),
     "listen_address": (str,),
     "listen_port": (int,),
+    "listen_unix": (str,),
     "cache_secrets": (bool,),
     "watch_list": (bool,),
     "page_size": (int,),
@@ -122,6 +125,10 @@ def parse_config(data: Any) -> AgentConfig:
     if not loopback:
         # The local API serves cached objects (Secrets too, if cached) without auth.
         raise ConfigError(f"listen_address: must be a loopback address, got {cfg.listen_address}")
+    if cfg.listen_unix and not os.path.isabs(cfg.listen_unix):
+        raise ConfigError(f"listen_unix: must be an absolute path, got {cfg.listen_unix!r}")
+    if len(cfg.listen_unix.encode()) > 100:  # sun_path holds 108 bytes with the NUL
+        raise ConfigError("listen_unix: path too long for a unix socket (100 bytes at most)")
     if not 0 <= cfg.listen_port <= 65535:
         raise ConfigError(f"listen_port: must be 0-65535, got {cfg.listen_port}")
     if not 1 <= cfg.page_size <= 10000:

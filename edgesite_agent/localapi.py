@@ -1,4 +1,5 @@
-"""Read-only local API on loopback: cached objects in Kubernetes JSON shape, plus health.
+"""Read-only local API on loopback (or a unix socket): cached objects in Kubernetes JSON
+shape, plus health.
 
 Node-local consumers (scripts, DaemonSets using hostNetwork) read what the node knows even
 while the masters are unreachable, like KubeEdge's MetaServer. Lists stream stored JSON
@@ -7,8 +8,10 @@ texts straight from SQLite without decoding them, so serving a big list costs li
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import socket
 import socketserver
 import threading
@@ -56,6 +59,34 @@ class _Server(socketserver.ThreadingTCPServer):
         if ":" in addr[0]:
             self.address_family = socket.AF_INET6
         super().__init__(addr, _Handler)
+
+
+class _UnixServer(socketserver.ThreadingUnixStreamServer):
+    """The same API on a unix socket: access is then decided by file permissions (0600,
+    the agent's user) instead of by whoever can reach a loopback port."""
+
+    daemon_threads = True
+
+    def __init__(self, path: str, api: LocalAPI) -> None:
+        self.api = api
+        super().__init__(path, _Handler, bind_and_activate=False)
+        # Bound under a temporary name, made private, then renamed into place: the socket
+        # is never reachable with the process umask's permissions, and a stale socket
+        # left by a killed agent is replaced atomically.
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        try:
+            self.socket.bind(tmp)
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+            self.server_address = path
+            self.server_activate()
+        except BaseException:
+            self.server_close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -227,15 +258,22 @@ def _label_filter(selector: str) -> Callable[[dict[str, Any]], bool] | None:
 class LocalAPI:
     def __init__(
         self, store: Store, status: Status, log: logging.Logger, address: str, port: int,
-        cache_secrets: bool, after_list: Callable[[], None] = lambda: None,
+        cache_secrets: bool, after_list: Callable[[], None] = lambda: None, unix_path: str = "",
     ) -> None:  # fmt: skip
         self.store, self.status, self.log = store, status, log
         self.cache_secrets = cache_secrets
         self.after_list = after_list  # e.g. return the list's transient heap to the OS
-        self._httpd = _Server((address, port), self)
-        self.port = self._httpd.server_address[1]
-        host = f"[{address}]" if ":" in address else address
-        self.url = f"http://{host}:{self.port}"
+        self.unix_path = unix_path
+        self._httpd: socketserver.BaseServer
+        if unix_path:
+            self._httpd = _UnixServer(unix_path, self)
+            self.port = 0
+            self.url = f"unix:{unix_path}"
+        else:
+            self._httpd = _Server((address, port), self)
+            self.port = self._httpd.server_address[1]
+            host = f"[{address}]" if ":" in address else address
+            self.url = f"http://{host}:{self.port}"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="localapi", daemon=True
         )
@@ -246,3 +284,6 @@ class LocalAPI:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+        if self.unix_path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.unix_path)

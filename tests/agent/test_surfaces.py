@@ -109,6 +109,67 @@ def test_cli_run_status_dump(api: KubeAPIServer, make_config: Any, tmp_path: Pat
     assert _cli("status", "--url", "http://127.0.0.1:1").returncode == 1
 
 
+def _unix_get(path: str, target: str) -> tuple[int, bytes]:
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(path)
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    if b"chunked" in head.lower():  # de-chunk
+        out, rest = b"", body
+        while True:
+            size, _, rest = rest.partition(b"\r\n")
+            n = int(size, 16)
+            if n == 0:
+                break
+            out, rest = out + rest[:n], rest[n + 2 :]
+        body = out
+    return int(head.split()[1]), body
+
+
+def test_local_api_on_a_private_unix_socket(api: KubeAPIServer, make_config: Any) -> None:
+    import os
+    import shutil
+    import tempfile
+
+    populate(api)
+    # A short directory of its own: sun_path holds 108 bytes, pytest's tmp_path can be longer.
+    run_dir = tempfile.mkdtemp(prefix="es-sock-", dir="/tmp")
+    try:
+        _unix_socket_checks(make_config, os.path.join(run_dir, "agent.sock"))
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _unix_socket_checks(make_config: Any, sock_path: str) -> None:
+    import os
+    import socket
+    import stat
+
+    stale = socket.socket(socket.AF_UNIX)  # what a killed agent leaves behind
+    stale.bind(sock_path)
+    stale.close()
+    cfg = make_config(listen_unix=sock_path)
+    with running_agent(cfg) as agent:
+        assert agent.localapi.url == f"unix:{sock_path}"
+        mode = os.stat(sock_path).st_mode
+        assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+        wait_until(lambda: _unix_get(sock_path, "/readyz")[0] == 200, what="ready on the socket")
+        code, body = _unix_get(sock_path, "/api/v1/namespaces/default/pods")
+        assert code == 200
+        assert {p["metadata"]["name"] for p in json.loads(body)["items"]} == {"p0", "p1", "p2"}
+        out = _cli("status", "--config", str(cfg))
+        assert out.returncode == 0 and out.stdout.startswith("ready: yes"), out.stderr
+        assert _cli("status", "--url", f"unix:{sock_path}").returncode == 0
+    assert not os.path.exists(sock_path)  # removed on a clean stop
+    assert sorted(os.listdir(os.path.dirname(sock_path))) == []
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -126,6 +187,8 @@ def test_cli_run_status_dump(api: KubeAPIServer, make_config: Any, tmp_path: Pat
          ' "listen_address": "::"}', "listen_address: must be a loopback address"),
         ('{"node_name": "n", "store_path": "/x", "kubeconfig": "KC",'
          ' "listen_address": "localhost"}', "listen_address: not an IP address"),
+        ('{"node_name": "n", "store_path": "/x", "kubeconfig": "KC",'
+         ' "listen_unix": "agent.sock"}', "listen_unix: must be an absolute path"),
         ('{"node_name": "n", "store_path": "/x", "kubeconfig": "/nonexistent"}',
          "kubeconfig: file /nonexistent does not exist"),
         ('{"node_name": "n", "store_path": "/x"}', "kubeconfig: required unless in_cluster"),
