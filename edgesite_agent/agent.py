@@ -7,7 +7,6 @@ to reach the API server; only then do the informers start and reconcile.
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from edgesite_agent.config import AgentConfig
@@ -20,6 +19,8 @@ from edgesite_agent.store import Store
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
 if TYPE_CHECKING:
     from typing import Any
+
+    from edgesite_agent.log import Logger
 
 # The labels kube-proxy selects on: Services handled by another proxy, and headless ones.
 PROXY_LABEL_SELECTOR = "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless"
@@ -56,7 +57,7 @@ def resource_specs(node: str) -> list[ResourceSpec]:
 
 
 class Agent:
-    def __init__(self, cfg: AgentConfig, log: logging.Logger) -> None:
+    def __init__(self, cfg: AgentConfig, log: Logger) -> None:
         self.cfg, self.log = cfg, log
         self.stop_event = threading.Event()
         self.allocator = Allocator()

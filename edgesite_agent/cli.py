@@ -6,7 +6,6 @@ Exit codes: 0 ok, 1 not ready / failure, 2 usage or configuration error.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
@@ -88,12 +87,9 @@ def cmd_run(args: Any) -> int:  # argparse.Namespace or _plain_run's namespace
     cfg = _load(args.config)
     if cfg is None:
         return 2
-    logging.basicConfig(
-        level=cfg.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    log = logging.getLogger("edgesite_agent")
+    from edgesite_agent.log import get_logger
+
+    log = get_logger("edgesite_agent", cfg.log_level)
     from edgesite_agent.agent import Agent
     from edgesite_agent.kubeconfig import KubeconfigError
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections import defaultdict
 
 from edgesite_agent.events import EventType, KubeObject
@@ -18,10 +17,11 @@ from edgesite_agent.store import Store
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
 if TYPE_CHECKING:
     from edgesite_agent.events import EventHandler
+    from edgesite_agent.log import Logger
 
 
 class Dispatcher:
-    def __init__(self, store: Store, status: Status, log: logging.Logger) -> None:
+    def __init__(self, store: Store, status: Status, log: Logger) -> None:
         self.store, self.status, self.log = store, status, log
         self._handlers: dict[str, list[EventHandler]] = defaultdict(list)
 

@@ -20,7 +20,6 @@ unchanged objects).
 
 from __future__ import annotations
 
-import logging
 import random
 import threading
 import time
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from typing import Any, Protocol
 
+    from edgesite_agent.log import Logger
     from edgesite_agent.versions import Versions
 
     class Sink(Protocol):
@@ -126,7 +126,7 @@ class Reflector:
         sink: Sink,
         known: Versions,
         status: Status,
-        log: logging.Logger,
+        log: Logger,
         stop: threading.Event,
         watch_list: bool = False,
         page_size: int = 500,

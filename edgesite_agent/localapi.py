@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import socket
 import socketserver
@@ -24,6 +23,8 @@ from edgesite_agent.urls import parse_query, split_target
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
 if TYPE_CHECKING:
     from typing import Any
+
+    from edgesite_agent.log import Logger
 
 # plural -> (kind, apiVersion, namespaced)
 RESOURCES: dict[str, tuple[str, str, bool]] = {
@@ -257,7 +258,7 @@ def _label_filter(selector: str) -> Callable[[dict[str, Any]], bool] | None:
 
 class LocalAPI:
     def __init__(
-        self, store: Store, status: Status, log: logging.Logger, address: str, port: int,
+        self, store: Store, status: Status, log: Logger, address: str, port: int,
         cache_secrets: bool, after_list: Callable[[], None] = lambda: None, unix_path: str = "",
     ) -> None:  # fmt: skip
         self.store, self.status, self.log = store, status, log

@@ -9,7 +9,6 @@ referenced, or gone from the API (404), are deleted from the store.
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from edgesite_agent.client import ApiError, KubeClient
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from edgesite_agent.informer import Sink
+    from edgesite_agent.log import Logger
     from edgesite_agent.versions import Versions
 
 Ref = tuple[str, str, str]  # (kind, namespace, name)
@@ -71,7 +71,7 @@ class RefFetcher:
         kinds: tuple[str, ...],
         known: dict[str, Versions],
         status: Status,
-        log: logging.Logger,
+        log: Logger,
         stop: threading.Event,
         refresh_s: float = 60.0,
         backoff: Backoff | None = None,

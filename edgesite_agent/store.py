@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import threading
 import time
@@ -34,6 +33,8 @@ except ImportError:  # an interpreter that builds sqlite3 differently
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
 if TYPE_CHECKING:
     from typing import Any
+
+    from edgesite_agent.log import Logger
 
     StrPath = str | os.PathLike[str]
 
@@ -72,7 +73,7 @@ def object_key(obj: KubeObject) -> Key:
 class Store:
     """Thread-safe (one connection behind a lock): informers write, the local API reads."""
 
-    def __init__(self, path: StrPath, log: logging.Logger, cache_kib: int = 128) -> None:
+    def __init__(self, path: StrPath, log: Logger, cache_kib: int = 128) -> None:
         # os.path rather than pathlib: pathlib stays loaded for the agent's life (~0.15 MiB).
         self.path = os.fspath(path)
         self.log = log
