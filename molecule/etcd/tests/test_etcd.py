@@ -1,10 +1,14 @@
 """What a k3s site relies on after the etcd role ran on three masters."""
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 PKI = "/etc/etcd/pki"
+REPO = Path(__file__).resolve().parents[3]
+SITE_DEFAULTS = yaml.safe_load((REPO / "roles/edgesite/defaults/main.yml").read_text())
 ETCDCTL = (
     f"ETCDCTL_API=3 etcdctl --cacert {PKI}/ca.crt --cert {PKI}/client.crt --key {PKI}/client.key "
     "--endpoints https://127.0.0.1:2379"
@@ -79,5 +83,32 @@ def test_config_file_not_command_line(host):
     config, unit = out.split("====")
     assert "enable-v2: false" in config
     assert config.count('"client-cert-auth": true') == 2  # clients and peers
-    assert "snapshot-count: 2000" in config
+    # The role ran without the edgesite role here: the profile still comes from its one
+    # definition (roles/edgesite defaults), edge profile and lan timing.
+    rendered = yaml.safe_load(config)
+    wanted = (
+        SITE_DEFAULTS["edgesite_etcd_profiles"]["edge"]
+        | SITE_DEFAULTS["edgesite_etcd_networks"]["lan"]
+    )
+    assert {key: rendered[key] for key in wanted} == wanted
+    assert rendered["snapshot-count"] == 2000
     assert "--config-file /etc/etcd/etcd.conf.yml" in unit
+
+
+def test_tarball_member_runs_the_release_binary(host):
+    # etcd-3 was installed from the release tarball: its unit and its running process use
+    # /usr/local/bin/etcd, and Debian's package is not there at all.
+    if host.backend.get_hostname() != "etcd-3":
+        pytest.skip("the tarball member is etcd-3")
+    out = host.check_output(
+        "systemctl show -p ExecStart --value etcd; "
+        "readlink /proc/$(systemctl show -p MainPID --value etcd)/exe; "
+        "/usr/local/bin/etcd --version | head -1; /usr/local/bin/etcdctl version | head -1; "
+        "test -e /usr/bin/etcd && echo debian-etcd || echo no-debian-etcd; "
+        "stat -c '%a %U' /usr/local/bin/etcd"
+    ).splitlines()
+    assert "/usr/local/bin/etcd --config-file /etc/etcd/etcd.conf.yml" in out[0]
+    assert out[1] == "/usr/local/bin/etcd"
+    assert out[2].startswith("etcd Version: 3.")
+    assert out[3].startswith("etcdctl version: 3.")
+    assert out[4:] == ["no-debian-etcd", "755 root"]
