@@ -9,7 +9,8 @@ The rules (numbered as in the project issue; each has a test in tests/agent):
 4. failures back off 0.8 s doubling to 30 s with jitter; two healthy minutes reset it;
 5. each watch asks for a random timeoutSeconds in [300, 600]; reads always time out;
 6. optional watch-list (sendInitialEvents) ends at the k8s.io/initial-events-end bookmark,
-   and falls back to list+watch when the server refuses it;
+   and falls back to list+watch when the server refuses it, or ends the stream without
+   that bookmark (servers before 1.27 ignore sendInitialEvents);
 7. scope is decided by the ResourceSpec (field/label selectors + a client-side filter);
 8. changes go to a Dispatcher: store first, then handlers.
 
@@ -164,11 +165,16 @@ class Reflector:
                         need_list = False
                         continue
                     except ApiError as exc:
-                        if exc.code not in (400, 415, 422):
+                        # 400/415/422: a server that refuses it (1.27+ with the WatchList
+                        # gate off). WatchEnded: the stream ended without the end-of-initial-
+                        # events bookmark, as from a server older than 1.27 that ignores
+                        # sendInitialEvents; retrying watch-list there would never sync.
+                        if exc.code not in (400, 415, 422) and exc.reason != "WatchEnded":
                             raise
                         self.log.warning(
-                            "%s: server refused watch-list (%s); using list+watch", kind, exc
-                        )
+                            "%s: server does not support watch-list (%s); using list+watch",
+                            kind, exc,
+                        )  # fmt: skip
                         self.watch_list = False
                 if need_list:
                     self._list()

@@ -337,3 +337,110 @@ def test_rule7_referenced_configmaps_follow_changes_and_deletion_by_name(
         cm_requests = [r for r in list(api.requests) if "/configmaps" in r.path]
         assert cm_requests and all(r.path.rsplit("/", 2)[-2] == "configmaps"
                                    and not r.query for r in cm_requests)  # fmt: skip
+
+
+_OLD_PODS = [{"metadata": {"name": n, "namespace": "default", "resourceVersion": "5"},
+              "spec": {"nodeName": NODE}} for n in ("p0", "p1")]  # fmt: skip
+
+
+class _OldApiServer:
+    """A TLS peer answering like a kube-apiserver older than 1.27: `sendInitialEvents` is
+    ignored, so a watch from resourceVersion "" sends the current objects as ADDED and
+    periodic bookmarks without the initial-events-end annotation, then ends at its
+    timeout. Lists and ordinary watches answer normally."""
+
+    def __init__(self, tls_dir: Path) -> None:
+        import socketserver
+        import ssl
+
+        from tests.kubeapi import certs
+
+        srv_cert = certs.server_cert(tls_dir)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(srv_cert.cert, srv_cert.key)
+        self.queries: list[str] = []
+        self.closing = threading.Event()
+        peer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def setup(self) -> None:
+                self.request = ctx.wrap_socket(self.request, server_side=True)
+                super().setup()
+
+            def handle(self) -> None:
+                while not peer.closing.is_set():
+                    line = self.rfile.readline()
+                    if not line:
+                        return
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    query = line.split()[1].decode().partition("?")[2]
+                    peer.queries.append(query)
+                    self.answer(query)
+
+            def send(self, *chunks: bytes, end: bool = True) -> None:
+                out = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)
+                self.wfile.write(out + (b"0\r\n\r\n" if end else b""))
+                self.wfile.flush()
+
+            def answer(self, query: str) -> None:
+                import json
+
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+                if "watch=1" not in query:
+                    doc = {"kind": "PodList", "metadata": {"resourceVersion": "5"},
+                           "items": _OLD_PODS}  # fmt: skip
+                    return self.send(json.dumps(doc).encode())
+                if "sendInitialEvents=true" in query:
+                    events = [{"type": "ADDED", "object": p} for p in _OLD_PODS]
+                    events.append({"type": "BOOKMARK", "object": {
+                        "kind": "Pod", "metadata": {"resourceVersion": "5"}}})  # fmt: skip
+                    return self.send(*(json.dumps(e).encode() + b"\n" for e in events))
+                self.send(end=False)  # an ordinary watch: quiet until the test ends
+                peer.closing.wait(30)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.closing.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_rule6_falls_back_when_the_server_ignores_send_initial_events(
+    tls_dir: Path, tmp_path: Path
+) -> None:
+    from tests.kubeapi import certs
+
+    old = _OldApiServer(tls_dir)
+    kc = certs.write_kubeconfig(tmp_path / "kc", old.url, tls_dir / "ca.crt",
+                                certs.node_cert(tls_dir, NODE))  # fmt: skip
+    store = Store(tmp_path / "old.db", log)
+    status = Status()
+    stop = threading.Event()
+    spec = ResourceSpec("Pod", "v1", "/api/v1/pods", field_selector=f"spec.nodeName={NODE}")
+    r = Reflector(spec, KubeClient(load_kubeconfig(kc), read_timeout=5),
+                  Dispatcher(store, status, log), store.versions("Pod"), status, log, stop,
+                  watch_list=True, idle_timeout=5)  # fmt: skip
+    t = threading.Thread(target=r.run, daemon=True)
+    t.start()
+    try:
+        wait_until(lambda: "Pod" in status.synced, what="synced after falling back")
+        assert store_state(tmp_path / "old.db", "Pod") == {("default", "p0"): "5",
+                                                           ("default", "p1"): "5"}  # fmt: skip
+        wait_until(lambda: len(old.queries) >= 3, what="the watch after the list")
+        first, listed, watched = old.queries[:3]
+        assert "sendInitialEvents=true" in first
+        assert "watch=1" not in listed and "resourceVersion=0" in listed
+        assert "watch=1" in watched and "resourceVersion=5" in watched
+        assert "sendInitialEvents" not in watched and not r.watch_list
+    finally:
+        stop.set()
+        r.close()
+        old.stop()
+        t.join(10)
+        store.close()
