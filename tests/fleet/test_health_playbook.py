@@ -38,7 +38,8 @@ def test_healthy_site_reports_nodes_versions_and_agents(health_run: HealthRun) -
     assert ds["kind"] == "embedded" and ds["healthy"] is True
     assert [m["name"] for m in ds["members"]] == ["a-m1"]
     assert ds["db_size"] == 1 << 20
-    assert ds["leader"] == "not reachable from the controller"
+    # No k3s here: its etcd client certificate is absent, so the API view is kept and says why.
+    assert ds["leader"].startswith("not readable on the first master: "), ds
 
 
 def test_sqlite_site(health_run: HealthRun) -> None:

@@ -127,3 +127,29 @@ def test_parse_metrics_and_readyz() -> None:
     assert site_info.metric_sum(samples, "foo_total") == 5 and samples["bar"] == 1.5
     checks = site_info.readyz_checks("[+]ping ok\n[-]etcd failed: reason withheld\nreadyz failed")
     assert checks == {"ping": True, "etcd": False}
+
+
+def test_embedded_etcd_not_readable_falls_back_to_the_api_view() -> None:
+    api = api_with(k8s_node("m1", ("control-plane", "etcd")), k8s_node("w1"))
+    failed = {"changed": False, "failed": False, "msg": "cannot read /x/server-ca.crt\nmore"}
+    ds = site_info.datastore_for("embedded", api, etcd_result=failed)
+    assert ds["source"] == "kubernetes-api" and [m["name"] for m in ds["members"]] == ["m1"]
+    assert ds["leader"] == "not readable on the first master: cannot read /x/server-ca.crt"
+    assert ds["problems"] == []  # the API's own etcd check decides health
+
+
+def test_embedded_etcd_result_counts_members_against_masters() -> None:
+    m = lambda i, n: {"id": i, "name": n, "is_learner": False, "started": True}  # noqa: E731
+    ep = lambda i: {"member_id": i, "leader_id": "b", "healthy": True, "db_size": 8192}  # noqa: E731
+    result = {"members": [m("a", "m1-0a1b2c3d"), m("b", "m2-99aa00ff")],
+              "endpoints": [ep("a"), ep("b")], "alarms": []}  # fmt: skip
+    api = api_with(k8s_node("m1", ("etcd",)), k8s_node("m2", ("etcd",)), k8s_node("w1"))
+    ds = site_info.datastore_for("embedded", api, etcd_result=result)
+    inventory = [
+        {"host": h, "node_name": h, "is_master": h != "w1", "is_worker": h == "w1"}
+        for h in ("m1", "m2", "m3", "w1")
+    ]
+    s = site_info.build_site("s", inventory, api, ds, [agent()])
+    assert s["datastore"]["leader"] == "m2"
+    assert [x["name"] for x in s["datastore"]["members"]] == ["m1", "m2"]
+    assert "datastore: 2 etcd member(s), the inventory has 3 master(s)" in s["problems"]

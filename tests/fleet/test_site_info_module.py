@@ -106,3 +106,40 @@ def test_module_reports_missing_kubeconfig_as_a_site_problem(tmp_path: Path) -> 
     out = run_module(tmp_path, {"site": "s2", "kubeconfig": str(tmp_path / "absent.yaml")})
     assert out["site"]["healthy"] is False
     assert out["site"]["problems"][0].startswith("Kubernetes API not reachable: cannot read")
+
+
+@pytest.fixture
+def k3s_style_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    """A real one-member etcd whose member is named the way k3s names embedded members."""
+    if not Path(ETCD_BIN).exists():
+        pytest.skip("etcd binary not installed (apt-get install etcd-server)")
+    base = tmp_path_factory.mktemp("etcd-embedded")
+    cluster = EtcdCluster(base=base, pki=make_pki(base / "pki"), token=f"t-{uuid.uuid4().hex[:8]}")
+    cluster.members.append(cluster.new_member("m1-0a1b2c3d"))
+    try:
+        cluster.start_all()
+        yield cluster
+    finally:
+        cluster.stop_all()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_embedded_etcd_leader_alarms_and_members_by_node(
+    api: KubeAPIServer, k3s_style_etcd: EtcdCluster, fleet_tls: Path, tmp_path: Path
+) -> None:
+    api.upsert("nodes", k8s_node("m1", ("control-plane", "etcd", "master")))
+    kc = certs.write_kubeconfig(tmp_path / "e.yaml", api.url, fleet_tls / "ca.crt",
+                                certs.admin_cert(fleet_tls))  # fmt: skip
+    out = run_module(tmp_path, {
+        "site": "e1", "kubeconfig": str(kc), "datastore": "embedded", "k3s_version": K3S,
+        "inventory_nodes": [{"host": "m1", "node_name": "m1", "is_master": True}],
+        "etcd": k3s_style_etcd.conn_args(),
+    })  # fmt: skip
+    site = out["site"]
+    ds = site["datastore"]
+    assert ds["kind"] == "embedded" and ds["source"] == "etcd" and ds["healthy"] is True, ds
+    # Named by node, as the rest of the report; etcd's own name is kept alongside.
+    assert ds["leader"] == "m1"
+    assert [(m["name"], m["etcd_name"]) for m in ds["members"]] == [("m1", "m1-0a1b2c3d")]
+    assert ds["alarms"] == [] and ds["db_size"] > 0
+    assert site["healthy"] is True, site

@@ -197,8 +197,8 @@ def api_datastore(
     }
 
 
-def etcd_datastore(client: EtcdClient) -> dict[str, Any]:
-    """External etcd read with the etcd_* modules' client (v3 JSON gateway, client cert)."""
+def etcd_datastore(client: EtcdClient, kind: str = "external") -> dict[str, Any]:
+    """etcd read with the etcd_* modules' client (v3 JSON gateway, client cert)."""
     problems: list[str] = []
     statuses: dict[str, dict[str, Any]] = {}
     for endpoint in client.endpoints:
@@ -215,24 +215,32 @@ def etcd_datastore(client: EtcdClient) -> dict[str, Any]:
         members = client.member_list()
         alarms = client.alarms()
     except EtcdError as exc:
-        return {"kind": "external", "source": "etcd", "healthy": False, "members": [],
+        return {"kind": kind, "source": "etcd", "healthy": False, "members": [],
                 "leader": "", "alarms": [], "db_size": None,
                 "problems": [*problems, f"etcd cluster not readable: {exc}"]}  # fmt: skip
     return etcd_result_datastore(
         {"members": members, "alarms": alarms, "endpoints": list(statuses.values())},
         extra_problems=problems,
+        kind=kind,
     )
 
 
 def etcd_result_datastore(
-    result: dict[str, Any], extra_problems: list[str] | None = None
+    result: dict[str, Any], extra_problems: list[str] | None = None, kind: str = "external"
 ) -> dict[str, Any]:
     """Normalise members/alarms/endpoints as edgesite.fleet.etcd_info returns them (also
     what etcd_datastore builds), so health.yml may run etcd_info on a master instead."""
     problems = list(extra_problems or [])
-    if result.get("failed") or result.get("error") or result.get("unreachable"):
+    # etcd_info always returns members; a result without them failed (a playbook that
+    # registers with failed_when: false sees failed=false and only the msg).
+    if (
+        result.get("failed")
+        or result.get("error")
+        or result.get("unreachable")
+        or ("members" not in result)
+    ):
         msg = result.get("msg") or result.get("error") or "etcd_info failed"
-        return {"kind": "external", "source": "etcd", "healthy": False, "members": [],
+        return {"kind": kind, "source": "etcd", "healthy": False, "members": [],
                 "leader": "", "alarms": [], "db_size": None,
                 "problems": [f"etcd cluster not readable: {msg}"]}  # fmt: skip
     members = result.get("members") or []
@@ -264,7 +272,7 @@ def etcd_result_datastore(
             problems.append(f"etcd member {m['id']} was added but never started")
     sizes = [m["db_size"] for m in out_members if m.get("db_size") is not None]
     return {
-        "kind": "external",
+        "kind": kind,
         "source": "etcd",
         "healthy": not problems,
         "members": out_members,
@@ -273,6 +281,16 @@ def etcd_result_datastore(
         "db_size": max(sizes) if sizes else None,
         "problems": problems,
     }
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0][:200]
+
+
+def k3s_member_node(member: str, node_names: list[str]) -> str:
+    """The node of a k3s embedded etcd member: k3s names members '<node name>-<8 hex>'."""
+    match = re.fullmatch(r"(.+)-[0-9a-f]{8}", member)
+    return match.group(1) if match and match.group(1) in node_names else member
 
 
 # ---- I/O against the API ---------------------------------------------------------------------
@@ -389,12 +407,21 @@ def build_site(
                          "leader": "", "alarms": [], "db_size": None, "problems": []}  # fmt: skip
     site_problems.extend(f"datastore: {p}" for p in datastore.get("problems") or [])
     masters = [h for h in inventory if h.get("is_master")]
-    if datastore.get("kind") == "embedded" and api.get("reachable"):
+    if datastore.get("kind") == "embedded" and datastore.get("source") == "etcd":
+        names = [h.get("node_name") or h["host"] for h in masters]
+        for member in datastore.get("members") or []:
+            node = k3s_member_node(member["name"], names)
+            if node != member["name"]:
+                member["etcd_name"], member["name"] = member["name"], node
+                if member.get("is_leader"):
+                    datastore["leader"] = node
+    from_etcd = datastore.get("source") == "etcd"
+    if datastore.get("kind") == "embedded" and (api.get("reachable") or from_etcd):
         members = len(datastore.get("members") or [])
         if members != len(masters):
+            where = "etcd member(s)" if from_etcd else "etcd member node(s) in the API"
             site_problems.append(
-                f"datastore: {members} etcd member node(s) in the API, the inventory has "
-                f"{len(masters)} master(s)"
+                f"datastore: {members} {where}, the inventory has {len(masters)} master(s)"
             )
     node_problems = sum(1 for r in rows if r["problems"])
     return {
@@ -428,6 +455,20 @@ def datastore_for(
         return {"kind": "external", "source": "", "healthy": None, "members": [],
                 "leader": NOT_FROM_CONTROLLER, "alarms": NOT_FROM_CONTROLLER, "db_size": None,
                 "problems": []}  # fmt: skip
+    if kind == "embedded" and etcd_client is not None:
+        return etcd_datastore(etcd_client, kind="embedded")
+    if kind == "embedded" and etcd_result is not None:
+        if "members" in etcd_result and not etcd_result.get("unreachable"):
+            return etcd_result_datastore(etcd_result, kind="embedded")
+        # k3s's etcd could not be read on the master (older layout, files moved, etcd down):
+        # the API's view still tells members and health; say why leader/alarms are missing.
+        why = "not readable on the first master: " + _first_line(
+            str(etcd_result.get("msg") or "etcd_info failed")
+        )
+        if api.get("reachable"):
+            nodes = [summarize_node(n) for n in api.get("nodes") or []]
+            view = api_datastore(kind, nodes, api.get("readyz") or {}, api.get("metrics") or {})
+            return {**view, "leader": why, "alarms": why}
     if not api.get("reachable"):
         unknown = "unknown (the site's API is not reachable)"
         return {"kind": kind, "source": "", "healthy": None, "members": [], "leader": unknown,

@@ -24,10 +24,14 @@ description:
     M(edgesite.fleet.etcd_info) (members, leader, db size, alarms) when O(etcd) gives
     endpoints and client certificates the controller holds; alternatively pass the result of
     M(edgesite.fleet.etcd_info) run on a master as O(etcd_result).
-  - For O(datastore=embedded) and O(datastore=sqlite) the module reports what the Kubernetes
-    API exposes (members from the C(node-role.kubernetes.io/etcd) label, the API server's
-    C(etcd) readiness check, the storage size metric); the leader and alarms of an embedded
-    etcd are reported as not reachable from the controller.
+  - For O(datastore=embedded), k3s's own etcd is read the same way (O(etcd) or O(etcd_result),
+    with the k3s server's etcd client certificate); members are named by their node (k3s names
+    them C(<node>-<8 hex>)). Without either, or when that read failed, the module reports what
+    the Kubernetes API exposes (members from the C(node-role.kubernetes.io/etcd) label, the API
+    server's C(etcd) readiness check, the storage size metric) and says why the leader and
+    alarms are missing.
+  - For O(datastore=sqlite) the module reports what the Kubernetes API exposes (the API
+    server's C(etcd) readiness check, which k3s runs against kine, and the storage size).
   - Agent versions, C(/readyz) and seconds since the agent last reached the API come from the
     workers themselves (gathered by the playbook) through O(agents).
   - Never changes anything.
@@ -77,7 +81,7 @@ options:
     type: float
     default: 120
   etcd:
-    description: Read an external etcd directly from the controller.
+    description: Read the etcd (external, or k3s's embedded one) directly from the controller.
     type: dict
     suboptions:
       endpoints:
@@ -102,6 +106,7 @@ options:
     description:
       - The registered result of M(edgesite.fleet.etcd_info) run elsewhere (on a master that
         holds the etcd client certificate). Used when O(etcd) is not given.
+      - For O(datastore=embedded), a failed result falls back to the Kubernetes API's view.
     type: dict
   timeout:
     description: Seconds to wait for each Kubernetes API request.
@@ -237,7 +242,7 @@ def execute_module(module):
         # One site's missing or broken credentials must not stop the fleet report.
         api = {"url": "", "reachable": False, "error": str(exc)}
     etcd_client = None
-    if params["datastore"] == "external" and params["etcd"]:
+    if params["datastore"] in ("external", "embedded") and params["etcd"]:
         etcd_client = EtcdClient.from_module_params(params["etcd"])
     datastore = datastore_for(params["datastore"], api, etcd_client, params["etcd_result"])
     site = build_site(
