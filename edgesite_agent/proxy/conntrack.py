@@ -8,11 +8,13 @@ nothing: a removed endpoint's connections end or reset by themselves.
 
 from __future__ import annotations
 
-import logging
-import shutil
+from edgesite_agent.proxy.runner import ApplyError, Runner, which
 
-from edgesite_agent.proxy.model import Endpoint, ServicePortModel
-from edgesite_agent.proxy.runner import ApplyError, Runner
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see events.py)
+if TYPE_CHECKING:
+    import logging
+
+    from edgesite_agent.proxy.model import Endpoint, ServicePortModel
 
 
 def udp_endpoints(ports: list[ServicePortModel]) -> set[Endpoint]:
@@ -26,7 +28,7 @@ def udp_endpoints(ports: list[ServicePortModel]) -> set[Endpoint]:
 
 def forget(runner: Runner, endpoints: set[Endpoint], log: logging.Logger) -> int:
     """Delete the UDP flows whose replies come from `endpoints`; returns the flows deleted."""
-    if not endpoints or shutil.which("conntrack") is None:
+    if not endpoints or which("conntrack") is None:
         return 0
     deleted = 0
     for ip, port in sorted(endpoints):

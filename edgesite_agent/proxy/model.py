@@ -2,29 +2,69 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-from dataclasses import dataclass
-
 from edgesite_agent.proxy.cache import EndpointInfo, ObjectCache, ServiceInfo, SliceInfo
 
 Endpoint = tuple[str, int]  # (ip, port)
 
 
-@dataclass(frozen=True, slots=True)
 class ServicePortModel:
-    key: str  # "namespace/name/protocol/portname", unique per service port
-    protocol: str
-    port: int
-    cluster_ips: tuple[str, ...]
-    node_port: int | None
-    external_ips: tuple[str, ...]
-    affinity_timeout: int | None
-    internal_local: bool
-    external_local: bool
-    cluster_endpoints: tuple[Endpoint, ...]  # usable endpoints anywhere in the cluster
-    local_endpoints: tuple[Endpoint, ...]  # usable endpoints on this node
-    hairpin_ips: tuple[str, ...]  # endpoints that may connect to themselves through the service
+    """One service port with its endpoints chosen. Short-lived: built when a service
+    changes, rendered into rules, dropped (a plain class: `dataclasses` costs the agent
+    ~0.6 MiB of imports)."""
+
+    __slots__ = (
+        "affinity_timeout",
+        "cluster_endpoints",
+        "cluster_ips",
+        "external_ips",
+        "external_local",
+        "hairpin_ips",
+        "internal_local",
+        "key",
+        "local_endpoints",
+        "node_port",
+        "port",
+        "protocol",
+    )
+
+    def __init__(
+        self,
+        key: str,  # "namespace/name/protocol/portname", unique per service port
+        protocol: str,
+        port: int,
+        cluster_ips: tuple[str, ...],
+        node_port: int | None,
+        external_ips: tuple[str, ...],
+        affinity_timeout: int | None,
+        internal_local: bool,
+        external_local: bool,
+        cluster_endpoints: tuple[Endpoint, ...],  # usable endpoints anywhere in the cluster
+        local_endpoints: tuple[Endpoint, ...],  # usable endpoints on this node
+        hairpin_ips: tuple[str, ...],  # endpoints that may reach themselves via the service
+    ) -> None:
+        self.key = key
+        self.protocol = protocol
+        self.port = port
+        self.cluster_ips = cluster_ips
+        self.node_port = node_port
+        self.external_ips = external_ips
+        self.affinity_timeout = affinity_timeout
+        self.internal_local = internal_local
+        self.external_local = external_local
+        self.cluster_endpoints = cluster_endpoints
+        self.local_endpoints = local_endpoints
+        self.hairpin_ips = hairpin_ips
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ServicePortModel) and all(
+            getattr(self, f) == getattr(other, f) for f in self.__slots__
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__slots__)
+        return f"ServicePortModel({fields})"
 
     @property
     def hash(self) -> str:
@@ -45,19 +85,28 @@ class ServicePortModel:
 
 def short_hash(text: str, length: int) -> str:
     """A stable name fragment: base32 of sha256, as kube-proxy names its chains."""
-    digest = hashlib.sha256(text.encode()).digest()
+    # Imported on first use: services sharing pick chains (most) never need a hash, and
+    # hashlib costs ~0.6 MiB resident (OpenSSL's digests, blake2); _sha256 is built in.
+    import base64
+
+    try:
+        from _sha256 import sha256
+    except ImportError:  # an interpreter without the built-in module (3.12 names it _sha2)
+        from hashlib import sha256
+    digest = sha256(text.encode()).digest()
     # base32 encodes 5-byte groups on their own: 10 bytes give the first 16 characters.
     return base64.b32encode(digest[: (length + 7) // 8 * 5]).decode()[:length]
 
 
-def _usable(
-    endpoints: list[tuple[Endpoint, EndpointInfo]],
-) -> list[tuple[Endpoint, EndpointInfo]]:
+Pair = tuple[Endpoint, EndpointInfo]
+
+
+def _usable(endpoints: list[Pair]) -> list[Pair]:
     """kube-proxy's rule: ready endpoints; when none, fall back to serving+terminating ones."""
-    ready = [p for p in endpoints if p[1].ready]
+    ready = [p for p in endpoints if p[1][1]]
     if ready:
         return ready
-    return [p for p in endpoints if p[1].serving and p[1].terminating]
+    return [p for p in endpoints if p[1][2] and p[1][3]]
 
 
 def build_service(
@@ -68,46 +117,45 @@ def build_service(
 ) -> list[ServicePortModel]:
     """The service ports of one Service, with the endpoints chosen for each."""
     out = []
-    for sp in svc.ports:
+    for sp_name, sp_proto, sp_port, sp_node_port in svc.ports:
         # Slice ports carry the service port's name, with the target port already resolved
         # (named target ports included) by the EndpointSlice controller.
-        found: list[tuple[int, tuple[EndpointInfo, ...]]] = []
+        found: list[tuple[int, SliceInfo]] = []
         for sl in slices:
             for name, proto, num in sl.ports:
-                if name == sp.name and proto == sp.protocol:
-                    found.append((num, sl.endpoints))
+                if name == sp_name and proto == sp_proto:
+                    found.append((num, sl))
                     break
+        pairs: list[Pair]
         if len(found) == 1:
             # The common case: one slice, endpoints unique and sorted by the cache already.
-            port, eps = found[0]
-            pairs = [((ep.ip, port), ep) for ep in eps]
+            port, sl = found[0]
+            pairs = [((ep[0], port), ep) for ep in sl.iter_endpoints()]
         else:
-            by_ip: dict[tuple[str, int], EndpointInfo] = {}
-            for port, eps in found:
-                for ep in eps:
-                    prev = by_ip.get((ep.ip, port))
+            by_ip: dict[Endpoint, EndpointInfo] = {}
+            for port, sl in found:
+                for ep in sl.iter_endpoints():
+                    prev = by_ip.get((ep[0], port))
                     # An address can be in two slices while they are being rebalanced.
-                    if prev is None or (ep.ready and not prev.ready):
-                        by_ip[(ep.ip, port)] = ep
+                    if prev is None or (ep[1] and not prev[1]):
+                        by_ip[(ep[0], port)] = ep
             pairs = sorted(by_ip.items(), key=lambda p: p[0])
         if keep_local_unready:
             # The masters marked our pods unready only because they cannot hear from this
             # node; the pods themselves still run and serve.
             pairs = [
-                (k, EndpointInfo(e.ip, True, True, False, e.node))
-                if e.node == node_name and not e.terminating
-                else (k, e)
+                (k, (e[0], True, True, False, e[4])) if e[4] == node_name and not e[3] else (k, e)
                 for k, e in pairs
             ]
         cluster = _usable(pairs)
-        local = _usable([p for p in pairs if p[1].node == node_name])
+        local = _usable([p for p in pairs if p[1][4] == node_name])
         out.append(
             ServicePortModel(
-                key=f"{svc.namespace}/{svc.name}/{sp.protocol}/{sp.name or sp.port}",
-                protocol=sp.protocol,
-                port=sp.port,
+                key=f"{svc.namespace}/{svc.name}/{sp_proto}/{sp_name or sp_port}",
+                protocol=sp_proto,
+                port=sp_port,
                 cluster_ips=svc.cluster_ips,
-                node_port=sp.node_port,
+                node_port=sp_node_port,
                 external_ips=svc.external_ips,
                 affinity_timeout=svc.affinity_timeout,
                 internal_local=svc.internal_local,
@@ -115,7 +163,7 @@ def build_service(
                 cluster_endpoints=tuple(ep for ep, _ in cluster),
                 local_endpoints=tuple(ep for ep, _ in local),
                 hairpin_ips=tuple(
-                    dict.fromkeys(ep[0] for ep, i in cluster if i.node in (None, node_name))
+                    dict.fromkeys(ep[0] for ep, i in cluster if i[4] in (None, node_name))
                 ),
             )
         )
