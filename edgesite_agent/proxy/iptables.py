@@ -254,6 +254,9 @@ class IptablesBackend:
         state is rendered and only the chains that differ are written."""
         return self.apply(self.render(all_fragments()), full)
 
+    def begin_full(self) -> FullRestore:
+        return FullRestore(self)
+
     def apply(self, state: IptState, full: bool) -> str:
         if full or self.applied is None:
             saved = {t: save(self.runner, self.binary, t) for t in TABLES}
@@ -277,6 +280,27 @@ class IptablesBackend:
 
     def cleanup(self) -> None:
         cleanup(self.runner, self.binary)
+
+
+class FullRestore:
+    """A full sync fed service by service, like nft's; applied as one restore at the end.
+
+    iptables-restore has to see the state of our chains (`*-save`) first to write the
+    restore, so there is nothing to stream while services are built.
+    """
+
+    def __init__(self, backend: IptablesBackend) -> None:
+        self.backend = backend
+        self.fragments: list[Fragment] = []
+
+    def add(self, fragments: list[Fragment]) -> None:
+        self.fragments.extend(fragments)
+
+    def abort(self) -> None:
+        self.fragments = []
+
+    def finish(self) -> str:
+        return self.backend.apply(self.backend.render(self.fragments), True)
 
 
 def save(runner: Runner, binary: str, table: str) -> str:

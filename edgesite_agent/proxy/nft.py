@@ -24,7 +24,11 @@ quadratic to load.
 
 from __future__ import annotations
 
-from collections import Counter
+import contextlib
+import fcntl
+import os
+import subprocess
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
@@ -281,14 +285,21 @@ def base_state(settings: ProxySettings) -> NftState:
 
 
 def merge(base: NftState, fragments: list[Fragment]) -> NftState:
-    state = NftState(
-        dict(base.chains), dict(base.sets), {k: dict(v) for k, v in base.elements.items()}
-    )
+    state = NftState(dict(base.chains), dict(base.sets), {})
     for frag in fragments:
         state.chains.update(frag.chains)
         state.sets.update(frag.sets)
+    # The first service to claim a map key keeps it, as in the streamed ruleset (the kernel
+    # refuses a second value for a key): later fragments are merged under earlier ones.
+    elements = state.elements
+    for frag in reversed(fragments):
         for name, elems in frag.elements.items():
-            state.elements.setdefault(name, {}).update(elems)
+            target = elements.get(name)
+            if target is None:
+                elements[name] = target = {}
+            target.update(elems)
+    for name, elems in base.elements.items():
+        elements.setdefault(name, {}).update(elems)
     return state
 
 
@@ -296,33 +307,121 @@ def _elem(key: str, value: str) -> str:
     return f"{key} : {value}" if value else key
 
 
-def render_text(state: NftState) -> str:
-    """The whole table as one `nft -f` file, for operators, golden files and benchmarks."""
+def _set_lines(lines: list[str], name: str, decl: str, elems: dict[str, str] | None) -> None:
+    kind = _kind_of(decl)
+    lines.append(f"\t{kind} {name} {{")
+    lines.extend(f"\t\t{part.strip()}" for part in decl.split(";") if part.strip())
+    if elems:
+        lines.append("\t\telements = {")
+        if kind == "map":
+            lines.extend(f"\t\t\t{k} : {v}," for k, v in elems.items())
+        else:
+            lines.extend(f"\t\t\t{k}," for k in elems)
+        lines.append("\t\t}")
+    lines.append("\t}")
+
+
+def _chain_lines(lines: list[str], name: str, rules: tuple[str, ...]) -> None:
+    lines.append(f"\tchain {name} {{")
+    if name in BASE_CHAINS:
+        lines.append(f"\t\t{BASE_CHAINS[name].replace(' ;', ';')}")
+    lines.extend(f"\t\t{rule}" for rule in rules)
+    lines.append("\t}")
+
+
+# Service ports per part of a streamed ruleset: small enough that nft starts parsing early,
+# large enough that the repeated map headers cost nothing.
+STREAM_BATCH = 64
+TAIL = "}\n"
+
+
+def head_text(state: NftState) -> str:
+    """`table ip edgesite {` with the sets (and elements) and chains of `state`, left open.
+
+    The block is closed only by TAIL, after the parts: a ruleset cut short anywhere is a
+    syntax error, so nft applies nothing of it.
+    """
     lines = [f"table {_T} {{"]
+    # Insertion order (services sorted by key) is stable already; sorting 100k elements
+    # again would cost more than the rest of the element rendering.
     for name, decl in state.sets.items():
-        kind = _kind_of(decl)
-        body = decl.replace(" ;", ";")
-        elems = state.elements.get(name)
-        lines.append(f"\t{kind} {name} {{")
-        lines.extend(f"\t\t{part.strip()}" for part in body.split(";") if part.strip())
-        if elems:
-            # Insertion order (services sorted by key) is stable already; sorting 100k
-            # elements again would cost more than the rest of the element rendering.
-            lines.append("\t\telements = {")
-            if kind == "map":
-                lines.extend(f"\t\t\t{k} : {v}," for k, v in elems.items())
-            else:
-                lines.extend(f"\t\t\t{k}," for k in elems)
-            lines.append("\t\t}")
-        lines.append("\t}")
+        _set_lines(lines, name, decl, state.elements.get(name))
     for name, rules in state.chains.items():
-        lines.append(f"\tchain {name} {{")
-        if name in BASE_CHAINS:
-            lines.append(f"\t\t{BASE_CHAINS[name].replace(' ;', ';')}")
-        lines.extend(f"\t\t{rule}" for rule in rules)
-        lines.append("\t}")
-    lines.append("}")
+        _chain_lines(lines, name, rules)
     return "\n".join(lines) + "\n"
+
+
+class Parts:
+    """Renders fragments, in order, as parts of the open table block.
+
+    Each part declares the new sets and chains of its fragments and re-declares the maps it
+    adds elements to (nft merges repeated declarations into one set), so a part can be
+    written as soon as its services are rendered. Shared chains go out once; a map key
+    already sent keeps its first value (a second value would make the kernel refuse all).
+    """
+
+    def __init__(self, head: NftState) -> None:
+        self.decls = dict(head.sets)
+        self.chains = set(head.chains)
+        self.keys: dict[str, set[str]] = {n: set(e) for n, e in head.elements.items() if e}
+
+    def text(self, fragments: list[Fragment]) -> str:
+        lines: list[str] = []
+        chains: list[tuple[str, tuple[str, ...]]] = []
+        merged: dict[str, dict[str, str]] = {}
+        sizes: Counter[str] = Counter()
+        for f in fragments:
+            for name, decl in f.sets.items():
+                if name not in self.decls:
+                    self.decls[name] = decl
+                    _set_lines(lines, name, decl, None)
+            for name, rules in f.chains.items():
+                if name not in self.chains:
+                    self.chains.add(name)
+                    chains.append((name, rules))
+            for name, elems in f.elements.items():
+                target = merged.get(name)
+                if target is None:
+                    merged[name] = target = {}
+                target.update(elems)
+                sizes[name] += len(elems)
+        for name, rules in chains:  # after the sets their rules use
+            _chain_lines(lines, name, rules)
+        for name, elems in merged.items():  # after the chains their verdicts name
+            decl = self.decls[name]
+            if _kind_of(decl) == "map":
+                sent = self.keys.setdefault(name, set())
+                if len(elems) != sizes[name] or not sent.isdisjoint(elems):
+                    elems = _first_claims(fragments, name, sent)
+                sent.update(elems)
+            _set_lines(lines, name, decl, elems)
+        return "\n".join(lines) + "\n" if lines else ""
+
+
+def _first_claims(fragments: list[Fragment], name: str, sent: set[str]) -> dict[str, str]:
+    """Keys of one map, first claim wins (rare: two services with the same IP and port)."""
+    out: dict[str, str] = {}
+    for f in fragments:
+        for key, value in f.elements.get(name, {}).items():
+            if key not in sent and key not in out:
+                out[key] = value
+    return out
+
+
+def ruleset_text(base: NftState, fragments: list[Fragment]) -> str:
+    """The table for these fragments as one `nft -f` file, exactly as a full sync streams it
+    (operators, golden files and the benchmark's raw apply)."""
+    parts = Parts(base)
+    chunks = [head_text(base)]
+    for i in range(0, len(fragments), STREAM_BATCH):
+        chunks.append(parts.text(fragments[i : i + STREAM_BATCH]))
+    chunks.append(TAIL)
+    return "".join(chunks)
+
+
+def render_text(state: NftState) -> str:
+    """A merged state as one `nft -f` file (the probe and tools that hold a whole state)."""
+    return head_text(state) + TAIL
 
 
 def _add_chain(name: str) -> str:
@@ -343,22 +442,21 @@ def _kind(state: NftState, name: str) -> str:
     return _kind_of(state.sets.get(name, ""))
 
 
-def full_script(state: NftState, existing_chains: set[str], existing_sets: set[str]) -> str:
-    """One transaction that makes the table exactly `state`, keeping dynamic set contents.
+def reset_script() -> str:
+    """Empties our table without knowing what is in it, keeping dynamic set contents.
 
-    Unlike deleting and recreating the table, this keeps the affinity sets (clients stay on
-    their endpoint) and never leaves a moment without rules. `flush table` empties every
-    chain but leaves set elements, so the static maps are flushed by name.
+    The static sets are declared first (a no-op when they exist) so they can be flushed by
+    name; `flush table` empties every chain but leaves set elements. Unlike deleting and
+    recreating the table, this keeps the affinity sets (clients stay on their endpoint) and
+    never leaves a moment without rules. Chains and sets left over from services that are
+    gone are empty and unreferenced afterwards; `FullApply` deletes them after the apply.
     """
-    out = [f"add table {_T}", f"flush table {_T}"]
-    for name in STATIC_SETS:
-        if name in existing_sets:
-            out.append(f"flush {_kind(state, name)} {_T} {name}")
-    for name in sorted(existing_chains - set(state.chains)):
-        out.append(f"delete chain {_T} {name}")
-    for name in sorted(existing_sets - set(state.sets)):
-        out.append(f"delete set {_T} {name}")
-    return "\n".join(out) + "\n" + render_text(state)
+    lines = [f"add table {_T}", f"table {_T} {{"]
+    for name, decl in STATIC_SETS.items():
+        _set_lines(lines, name, decl, None)
+    lines += ["}", f"flush table {_T}"]
+    lines += [f"flush {_kind_of(decl)} {_T} {name}" for name, decl in STATIC_SETS.items()]
+    return "\n".join(lines) + "\n"
 
 
 def partial_script(old: NftState, new: NftState, touched_sets: set[str] | None = None) -> str:
@@ -408,12 +506,13 @@ def partial_script(old: NftState, new: NftState, touched_sets: set[str] | None =
     return "\n".join(out) + "\n" if out else ""
 
 
-def list_existing(runner: Runner) -> tuple[set[str], set[str]]:
-    """Names of the chains and sets/maps our table has in the kernel right now."""
+_LISTING = f"list chains {FAMILY}\nlist sets {FAMILY}\nlist maps {FAMILY}\n"
+
+
+def parse_listing(listing: str) -> tuple[set[str], set[str]]:
+    """Names of our chains and sets/maps in `nft -t` output of `_LISTING`."""
     chains: set[str] = set()
     sets: set[str] = set()
-    # One nft process for both listings; terse (-t) leaves out set elements.
-    listing = runner.run(["nft", "-t", "-f", "-"], f"list chains {FAMILY}\nlist sets {FAMILY}\n")
     ours = False
     for line in listing.splitlines():
         words = line.split()
@@ -424,6 +523,177 @@ def list_existing(runner: Runner) -> tuple[set[str], set[str]]:
         elif ours and len(words) >= 2 and words[0] in ("set", "map"):
             sets.add(words[1])
     return chains, sets
+
+
+def list_existing(runner: Runner) -> tuple[set[str], set[str]]:
+    """Names of the chains and sets/maps our table has in the kernel right now."""
+    # One nft process for both listings; terse (-t) leaves out set elements.
+    return parse_listing(runner.run(["nft", "-t", "-f", "-"], _LISTING))
+
+
+class FullApply:
+    """One full sync, streamed into `nft` while it is rendered.
+
+    nft 1.0.x reads `-f -` whole before parsing, but reads a file named by path in 4 KiB
+    pieces as it parses: given our pipe as /proc/self/fd/0 it parses on the other core while
+    we still build services. Still one transaction: nft sends nothing to the kernel before
+    the whole input is parsed, and the table block is closed only by the last line, so a
+    stream cut short (we fail or die half-way) is a syntax error and nothing is applied.
+    Writes never block while services are added (the caller holds the event lock): what the
+    pipe cannot take waits in `pending` until `finish`.
+
+    Nothing is read from the kernel before the apply: `reset_script` works on any content.
+    The same nft lists the names of our chains and sets (list commands at the start of the
+    input); those the new state does not have are deleted after the apply, in a second
+    small transaction, only when there are any (after a restart, or hand-made additions).
+    """
+
+    def __init__(self, backend: NftBackend, state: NftState | None = None) -> None:
+        self.backend = backend
+        self.runner = backend.runner
+        self.state = state  # a complete state (tools), or None: built from added fragments
+        head = state or backend.base
+        self.parts = Parts(head)
+        self.fragments: list[Fragment] = []
+        self.batch: list[Fragment] = []
+        self.chunks = [head_text(head)]  # the table block, kept for a recreate retry
+        self.pending: deque[memoryview] = deque()
+        self.error: str | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.fd = -1
+        try:
+            # -t: the listing at the start of the input leaves out set elements.
+            self.proc = self.runner.spawn(
+                ["nft", "-t", "-f", "/proc/self/fd/0"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except (ApplyError, OSError) as exc:
+            self.error = str(exc)
+            return
+        assert self.proc.stdin is not None
+        self.fd = self.proc.stdin.fileno()
+        with contextlib.suppress(OSError):
+            # A 1 MiB pipe holds a 1k-service ruleset: we rarely wait for nft at all.
+            fcntl.fcntl(self.fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+        os.set_blocking(self.fd, False)
+        # The listing runs on nft's cache, filled before the transaction is sent, so it
+        # costs no process of its own; it is printed only after all input was read.
+        self._send(_LISTING + reset_script(), keep=False)
+        self._send(self.chunks[0], keep=False)
+
+    def add(self, fragments: list[Fragment]) -> None:
+        """The fragments of the next service (services come in a stable order)."""
+        self.fragments.extend(fragments)
+        self.batch.extend(fragments)
+        if len(self.batch) >= STREAM_BATCH:
+            self._send(self.parts.text(self.batch))
+            self.batch = []
+
+    def _send(self, text: str, keep: bool = True) -> None:
+        if keep:
+            self.chunks.append(text)
+        if self.fd >= 0:
+            self.pending.append(memoryview(text.encode()))
+            self._pump()
+
+    def _pump(self) -> None:
+        while self.pending and self.fd >= 0:
+            data = self.pending[0]
+            try:
+                sent = os.write(self.fd, data)
+            except BlockingIOError:
+                return
+            except OSError:  # nft is gone: its exit status and message tell why
+                self.pending.clear()
+                self._close()
+                return
+            if sent < len(data):
+                self.pending[0] = data[sent:]
+            else:
+                self.pending.popleft()
+
+    def _close(self) -> None:
+        if self.proc is not None and self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+            self.proc.stdin = None
+        self.fd = -1
+
+    def abort(self) -> None:
+        """Nothing is applied: nft is killed before it has the end of the block."""
+        self._close()
+        proc = self.proc
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+
+    def finish(self) -> str:
+        try:
+            return self._finish()
+        finally:
+            self.abort()  # no-op when nft is done
+
+    def _finish(self) -> str:
+        if self.batch:
+            self._send(self.parts.text(self.batch))
+            self.batch = []
+        self._send(TAIL)
+        if self.fd >= 0:
+            os.set_blocking(self.fd, True)
+            self._pump()
+            self._close()
+        if self.error is not None or self.proc is None:
+            raise ApplyError(self.error or "nft did not start")
+        backend = self.backend
+        # Built while nft parses and commits.
+        if self.state is None:
+            state = merge(backend.base, self.fragments)
+            refs: Refs | None = _count_refs(backend.base, self.fragments)
+        else:
+            state, refs = self.state, None
+        try:
+            out, err = self.proc.communicate(timeout=self.runner.timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise ApplyError(f"nft: {exc}") from exc
+        recreated = False
+        if self.proc.returncode != 0:
+            # Something we do not expect is in our table (a base chain edited by hand,
+            # a set redefined): replace the table wholesale, still in one transaction.
+            backend.applied = None
+            first = _error_text(self.proc.returncode, err)
+            try:
+                self.runner.run(["nft", "-f", "-"], recreate_script_of(self.chunks))
+            except ApplyError as exc:
+                raise ApplyError(f"{first}; recreating the table: {exc}") from exc
+            recreated = True
+        if not recreated:
+            self._delete_leftovers(state, out)
+        backend.applied = state
+        backend.refs = refs
+        return "full"
+
+    def _delete_leftovers(self, state: NftState, listing: bytes) -> None:
+        # The listing shows the kernel's names, possibly with ours added: either way the
+        # names the new state lacks are the leftovers.
+        chains, sets = parse_listing(listing.decode(errors="replace"))
+        # Sets first: a hand-made verdict map could still name a leftover chain.
+        script = [f"delete set {_T} {n}" for n in sorted(sets - state.sets.keys())]
+        script += [f"delete chain {_T} {n}" for n in sorted(chains - state.chains.keys())]
+        if script:
+            self.runner.run(["nft", "-f", "-"], "\n".join(script) + "\n")
+
+
+def _error_text(code: int, err: bytes) -> str:
+    lines = err.decode(errors="replace").strip().splitlines()
+    # The first lines name the offending input line; thousands of lines help nobody.
+    return f"nft -f exited {code}: {' | '.join(lines[:6])}"
 
 
 Changes = dict[str, tuple[list[Fragment], list[Fragment]]]  # service -> (old, new) fragments
@@ -459,11 +729,14 @@ class NftBackend:
         A partial sync costs in proportion to the changed services (`changes`), not to
         all of them: `all_fragments` is only called when the whole state is needed.
         """
-        if full or self.applied is None or changes is None or self.refs is None:
+        if full or self.applied is None:
+            session = FullApply(self)
+            for frag in all_fragments():
+                session.add([frag])
+            return session.finish()
+        if changes is None or self.refs is None:
             fragments = all_fragments()
             state = self.render(fragments)
-            if full or self.applied is None:
-                return self._full(state, fragments)
             refs = _count_refs(self.base, fragments)
             return self._run_partial(partial_script(self.applied, state), state, refs)
         return self._incremental(changes)
@@ -471,20 +744,15 @@ class NftBackend:
     def apply(self, state: NftState, full: bool) -> str:
         """Program a complete state (tools and tests); see `sync` for the proxy's path."""
         if full or self.applied is None:
-            return self._full(state, None)
+            return self._full(state)
         return self._run_partial(partial_script(self.applied, state), state, None)
 
-    def _full(self, state: NftState, fragments: list[Fragment] | None) -> str:
-        chains, sets = list_existing(self.runner)
-        try:
-            self.runner.run(["nft", "-f", "-"], full_script(state, chains, sets))
-        except ApplyError:
-            # Something we do not expect is in our table (a base chain edited by hand,
-            # a set redefined): replace the table wholesale, still in one transaction.
-            self.runner.run(["nft", "-f", "-"], recreate_script(state))
-        self.applied = state
-        self.refs = _count_refs(self.base, fragments) if fragments is not None else None
-        return "full"
+    def _full(self, state: NftState) -> str:
+        return FullApply(self, state).finish()
+
+    def begin_full(self) -> FullApply:
+        """A full sync whose fragments are added while they are built (see FullApply)."""
+        return FullApply(self)
 
     def _run_partial(self, script: str, state: NftState, refs: Refs | None) -> str:
         if script:
@@ -630,8 +898,8 @@ def _count_refs(base: NftState, fragments: list[Fragment]) -> Refs:
     return {name: Counter(chain.from_iterable(parts)) for name, parts in keys.items()}
 
 
-def recreate_script(state: NftState) -> str:
-    return f"add table {_T}\ndelete table {_T}\n" + render_text(state)
+def recreate_script_of(chunks: list[str]) -> str:
+    return "".join([f"add table {_T}\ndelete table {_T}\n", *chunks])
 
 
 def cleanup(runner: Runner) -> bool:

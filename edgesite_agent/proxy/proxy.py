@@ -170,7 +170,20 @@ class Proxy:
                     or time.monotonic() - last_full >= self.settings.full_resync_interval
                 )
                 self._full_requested = False
-                changes = self._rebuild(dirty)
+                assert self._backend is not None
+                session = None
+                changes: dict[str, tuple[list[Any], list[Any]]] = {}
+                if full or self._backend.applied is None:
+                    # Each service goes to the backend as soon as it is built: nft parses
+                    # the first services while the later ones are still being built.
+                    session = self._backend.begin_full()
+                    try:
+                        self._stream_all(dirty, session)
+                    except BaseException:
+                        session.abort()
+                        raise
+                else:
+                    changes = self._rebuild(dirty)
                 # Only the sync thread changes `_fragments`: the snapshot may be taken later,
                 # and only when the backend needs the whole state.
                 snapshot = self._fragments
@@ -181,8 +194,10 @@ class Proxy:
                 self._applying = True
             last_sync = time.monotonic()
             try:
-                assert self._backend is not None
-                mode = self._backend.sync(all_fragments, changes, full)
+                if session is not None:
+                    mode = session.finish()
+                else:
+                    mode = self._backend.sync(all_fragments, changes, full)
             except ApplyError as exc:
                 self.stats["failures"] += 1
                 self.last_error = str(exc)
@@ -222,22 +237,29 @@ class Proxy:
 
         Returns service -> (old fragments, new fragments), for backends that apply deltas.
         """
-        assert self._backend is not None
         keep = self.settings.keep_local_endpoints_when_disconnected and self._node_unreachable
-        changes = {}
-        for key in dirty:
-            old = self._fragments.get(key, [])
-            svc = self._cache.services.get(key)
-            if svc is None:
-                self._fragments.pop(key, None)
-                self._track_udp(key, set())
-                changes[key] = (old, [])
-                continue
-            ports = build_service(svc, self._cache.slices_of(key), self.node_name, keep)
-            new = self._fragments[key] = [self._backend.fragment(sp) for sp in ports]
-            self._track_udp(key, udp_endpoints(ports))
-            changes[key] = (old, new)
-        return changes
+        return {key: self._rebuild_one(key, keep) for key in dirty}
+
+    def _stream_all(self, dirty: set[str], session: Any) -> None:
+        """Every service, in key order, into a full sync; the changed ones re-rendered."""
+        keep = self.settings.keep_local_endpoints_when_disconnected and self._node_unreachable
+        for key in sorted(self._fragments.keys() | dirty):
+            frags = self._rebuild_one(key, keep)[1] if key in dirty else self._fragments[key]
+            if frags:
+                session.add(frags)
+
+    def _rebuild_one(self, key: str, keep: bool) -> tuple[list[Any], list[Any]]:
+        assert self._backend is not None
+        old = self._fragments.get(key, [])
+        svc = self._cache.services.get(key)
+        if svc is None:
+            self._fragments.pop(key, None)
+            self._track_udp(key, set())
+            return old, []
+        ports = build_service(svc, self._cache.slices_of(key), self.node_name, keep)
+        new = self._fragments[key] = [self._backend.fragment(sp) for sp in ports]
+        self._track_udp(key, udp_endpoints(ports))
+        return old, new
 
     def _track_udp(self, key: str, now: set[Endpoint]) -> None:
         before = self._udp.pop(key, set())

@@ -39,10 +39,9 @@ def render(
 ) -> str:
     ports = service_ports(objects, node_name, settings)
     if backend in ("nft", "nftables"):
-        state = nft.merge(
-            nft.base_state(settings), [nft.render_fragment(sp, settings) for sp in ports]
-        )
-        return nft.render_text(state)
+        # The very text a full sync streams into nft for these objects.
+        frags = [nft.render_fragment(sp, settings) for sp in ports]
+        return nft.ruleset_text(nft.base_state(settings), frags)
     if backend == "iptables":
         frags = [iptables.render_fragment(sp, settings) for sp in ports]
         return iptables.render_text(iptables.merge(settings, frags))
