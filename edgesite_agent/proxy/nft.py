@@ -174,7 +174,10 @@ def _shared_fragment(
         chains[name] = rules
         for ip in ips:
             entries[f"{ip} . {proto} . {port}"] = f"goto {name}"
-            picks.update((f"{ip} . {port} . {i}", t) for i, t in enumerate(endpoints))
+            # Built in lists and zipped: this runs for every endpoint of every service.
+            picks.update(
+                zip([f"{ip} . {port} . {i}" for i in range(count)], endpoints, strict=True)
+            )
     if entries:
         elements["service-ips"] = entries
         elements[f"endpoints-{proto}"] = picks
@@ -182,9 +185,9 @@ def _shared_fragment(
         name, rules = _pick_chain("nodeport", proto, count, settings)
         chains[name] = rules
         elements["service-nodeports"] = {f"{proto} . {sp.node_port}": f"goto {name}"}
-        elements[f"nodeport-endpoints-{proto}"] = {
-            f"{sp.node_port} . {i}": t for i, t in enumerate(endpoints)
-        }
+        elements[f"nodeport-endpoints-{proto}"] = dict(
+            zip([f"{sp.node_port} . {i}" for i in range(count)], endpoints, strict=True)
+        )
     if sp.hairpin_ips:
         elements["hairpin"] = {f"{ip} . {ip}": "" for ip in sp.hairpin_ips}
 
@@ -307,16 +310,18 @@ def _elem(key: str, value: str) -> str:
     return f"{key} : {value}" if value else key
 
 
+_ELEMENT_SEP = ",\n\t\t\t"
+
+
 def _set_lines(lines: list[str], name: str, decl: str, elems: dict[str, str] | None) -> None:
     kind = _kind_of(decl)
     lines.append(f"\t{kind} {name} {{")
     lines.extend(f"\t\t{part.strip()}" for part in decl.split(";") if part.strip())
     if elems:
         lines.append("\t\telements = {")
-        if kind == "map":
-            lines.extend(f"\t\t\t{k} : {v}," for k, v in elems.items())
-        else:
-            lines.extend(f"\t\t\t{k}," for k in elems)
+        # One join in C over all elements (the bulk of a ruleset), one element per line.
+        items = map(" : ".join, elems.items()) if kind == "map" else iter(elems)
+        lines.append("\t\t\t" + _ELEMENT_SEP.join(items) + ",")
         lines.append("\t\t}")
     lines.append("\t}")
 
@@ -369,7 +374,7 @@ class Parts:
         lines: list[str] = []
         chains: list[tuple[str, tuple[str, ...]]] = []
         merged: dict[str, dict[str, str]] = {}
-        sizes: Counter[str] = Counter()
+        sizes: dict[str, int] = {}
         for f in fragments:
             for name, decl in f.sets.items():
                 if name not in self.decls:
@@ -384,7 +389,7 @@ class Parts:
                 if target is None:
                     merged[name] = target = {}
                 target.update(elems)
-                sizes[name] += len(elems)
+                sizes[name] = sizes.get(name, 0) + len(elems)
         for name, rules in chains:  # after the sets their rules use
             _chain_lines(lines, name, rules)
         for name, elems in merged.items():  # after the chains their verdicts name
