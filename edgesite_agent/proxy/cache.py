@@ -14,6 +14,8 @@ from __future__ import annotations
 import socket
 import sys
 
+from edgesite_agent.proxy.record import Record
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see events.py)
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -34,7 +36,7 @@ SvcPort = tuple[str, str, int, "int | None"]
 EndpointInfo = tuple[str, bool, bool, bool, "str | None"]
 
 
-class ServiceInfo:
+class ServiceInfo(Record):
     """The fields of a Service that change rules. Immutable by convention; compared whole."""
 
     __slots__ = (
@@ -68,19 +70,8 @@ class ServiceInfo:
         self.internal_local = internal_local
         self.external_local = external_local
 
-    def _fields(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f) for f in self.__slots__)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ServiceInfo) and self._fields() == other._fields()
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"ServiceInfo{self._fields()!r}"
-
-
-class SliceInfo:
+class SliceInfo(Record):
     """The fields of an EndpointSlice that change rules, endpoints packed (see module doc)."""
 
     __slots__ = ("endpoints", "nodes", "ports", "service")
@@ -96,17 +87,6 @@ class SliceInfo:
         self.ports = ports
         self.endpoints = endpoints
         self.nodes = nodes
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, SliceInfo)
-            and self.service == other.service
-            and self.ports == other.ports
-            and self.endpoints == other.endpoints
-            and self.nodes == other.nodes
-        )
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __len__(self) -> int:
         return len(self.endpoints) // _RECORD

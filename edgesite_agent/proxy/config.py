@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import socket
 
+from edgesite_agent.proxy.record import Record
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see events.py)
 if TYPE_CHECKING:
     from typing import Any
@@ -14,9 +16,8 @@ BACKENDS = ("auto", "nftables", "iptables")
 IPTABLES_VARIANTS = {"system": "iptables", "nft": "iptables-nft", "legacy": "iptables-legacy"}
 
 
-class ProxySettings:
-    """Validated settings (see parse_settings). A plain class: dataclasses would cost the
-    agent ~0.6 MiB of imports (inspect, ast, dis)."""
+class ProxySettings(Record):
+    """Validated settings (see parse_settings); read-only once built."""
 
     __slots__ = (
         "backend",
@@ -79,17 +80,6 @@ class ProxySettings:
         if hasattr(self, name):
             raise AttributeError(f"ProxySettings.{name} is read-only")
         object.__setattr__(self, name, value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ProxySettings) and all(
-            getattr(self, f) == getattr(other, f) for f in self.__slots__
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__slots__)
-        return f"ProxySettings({fields})"
 
 
 def _bool(key: str, value: Any) -> bool:

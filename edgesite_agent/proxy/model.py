@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from edgesite_agent.proxy.cache import EndpointInfo, ObjectCache, ServiceInfo, SliceInfo
+from edgesite_agent.proxy.record import Record
 
 Endpoint = tuple[str, int]  # (ip, port)
 
 
-class ServicePortModel:
+class ServicePortModel(Record):
     """One service port with its endpoints chosen. Short-lived: built when a service
-    changes, rendered into rules, dropped (a plain class: `dataclasses` costs the agent
-    ~0.6 MiB of imports)."""
+    changes, rendered into rules, dropped."""
 
     __slots__ = (
         "affinity_timeout",
@@ -54,17 +54,6 @@ class ServicePortModel:
         self.cluster_endpoints = cluster_endpoints
         self.local_endpoints = local_endpoints
         self.hairpin_ips = hairpin_ips
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ServicePortModel) and all(
-            getattr(self, f) == getattr(other, f) for f in self.__slots__
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__slots__)
-        return f"ServicePortModel({fields})"
 
     @property
     def hash(self) -> str:
