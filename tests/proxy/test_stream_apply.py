@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -125,3 +126,50 @@ def test_leftovers_of_a_previous_run_are_deleted(runner: Runner) -> None:
     runner.run(["nft", "delete", "table", "ip", "edgesite"])
     fresh.apply(fresh.render(_fragments(fresh, SHAPES["clusterip"])), full=True)
     assert set(fresh.applied.chains) == chains  # type: ignore[union-attr]
+
+
+def own_namespace_checks() -> None:
+    """Run by the test below inside `unshare --net`: the runner has no prefix there, so the
+    netlink check for our table is used (absent: no reset, no listing)."""
+    import socket
+
+    from edgesite_agent.proxy.nlprobe import table_exists
+
+    runner = Runner()
+    assert table_exists(socket.AF_INET, "edgesite") is False
+    # Fresh namespace and a stream cut short: no table appears at all.
+    backend = NftBackend(SETTINGS, runner)
+    session = backend.begin_full()
+    for frag in _fragments(backend, _many(50)):
+        session.add([frag])
+    session._send("\tthis is not nft\n")
+    try:
+        session.finish()
+        raise AssertionError("a broken ruleset was accepted")
+    except ApplyError:
+        pass
+    assert table_exists(socket.AF_INET, "edgesite") is False
+    # Fresh namespace, good ruleset: the block alone creates the table.
+    _programmed(runner)
+    assert table_exists(socket.AF_INET, "edgesite") is True
+    # The table exists now: the next full sync resets it and deletes what is not wanted.
+    runner.run(["nft", "add chain ip edgesite by-hand"])
+    restarted = NftBackend(SETTINGS, runner)
+    restarted.apply(restarted.render(_fragments(restarted, SHAPES["clusterip"])), full=True)
+    chains, sets = list_existing(runner)
+    assert restarted.applied is not None
+    assert chains == set(restarted.applied.chains) and sets == set(restarted.applied.sets)
+    print("own-namespace-ok")
+
+
+def test_fresh_namespace_without_runner_prefix() -> None:
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = "from tests.proxy.test_stream_apply import own_namespace_checks as c; c()"
+    proc = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and "own-namespace-ok" in proc.stdout, proc.stderr[-2000:]
