@@ -27,6 +27,14 @@ V1, V2, V3 = "v1.31.4+k3s1", "v1.31.5+k3s1", "v1.31.6+k3s1"
 MASTERS = [f"edgesite-{NAME}-m{i}" for i in (1, 2, 3)]
 WORKER = f"edgesite-{NAME}-w1"
 SITE = "k3s-test-site"
+_SITE_DEFAULTS = yaml.safe_load((REPO / "roles/edgesite/defaults/main.yml").read_text())
+EDGE_LAN_ETCD_ARGS = sorted(
+    f"{key}={value}"
+    for key, value in (
+        _SITE_DEFAULTS["edgesite_etcd_profiles"]["edge"]
+        | _SITE_DEFAULTS["edgesite_etcd_networks"]["lan"]
+    ).items()
+)
 
 pytestmark = [pytest.mark.podman, pytest.mark.root]
 
@@ -123,6 +131,9 @@ def test_rendered_config_per_host(site):
         assert config["flannel-backend"] == "vxlan"
         assert config["token-file"] == "/etc/rancher/k3s/token"
         assert "node-monitor-grace-period=2m" in config["kube-controller-manager-arg"]
+        # Embedded etcd slimmed from the site's etcd profile (edge, lan by default): the same
+        # definitions the etcd role renders for an external cluster.
+        assert config["etcd-arg"] == EDGE_LAN_ETCD_ARGS
     for host in MASTERS[1:]:
         assert configs[host]["server"] == f"https://{ips[MASTERS[0]]}:6443"
         assert "cluster-init" not in configs[host]
