@@ -11,8 +11,9 @@ import sys
 
 
 def one(proto: str, host: str, port: int, timeout: float) -> str:
-    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-    with socket.socket(socket.AF_INET, kind) as sock:
+    kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+    number = socket.IPPROTO_SCTP if proto == "sctp" else 0
+    with socket.socket(socket.AF_INET, kind, number) as sock:
         sock.settimeout(timeout)
         try:
             sock.connect((host, port))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -103,6 +104,32 @@ def test_clusterip_spreads_over_three_endpoints(harness: Harness) -> None:
     counts = Counter(results)
     assert set(counts) == {"backend-1", "backend-2", "backend-3"}, counts
     assert min(counts.values()) >= 45, f"an endpoint got under 15%: {counts}"
+
+
+def _kernel_has_sctp() -> bool:
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(
+    not _kernel_has_sctp(), reason="this kernel has no SCTP (socket: protocol not supported)"
+)
+def test_sctp_clusterip_spreads_over_endpoints(harness: Harness) -> None:
+    ports = [{"name": "assoc", "protocol": "SCTP", "port": 3868}]
+    slice_ports = [{"name": "assoc", "protocol": "SCTP", "port": BACKEND_PORT}]
+    harness.put(
+        service("diameter", "10.96.0.38", ports),
+        endpoint_slice("diameter", harness.eps(0, 1, 2), slice_ports),
+    )
+    counts = Counter(harness.topo.requests("10.96.0.38", 3868, 90, proto="sctp"))
+    assert set(counts) == {"backend-1", "backend-2", "backend-3"}, counts
+    # An endpoint removed gets no new associations.
+    harness.put(endpoint_slice("diameter", harness.eps(0, 1), slice_ports))
+    counts = Counter(harness.topo.requests("10.96.0.38", 3868, 30, proto="sctp"))
+    assert set(counts) == {"backend-1", "backend-2"}, counts
 
 
 def test_removed_endpoint_gets_no_more_traffic(harness: Harness) -> None:
