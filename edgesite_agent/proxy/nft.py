@@ -596,7 +596,7 @@ class FullApply:
             # it costs no process of its own; it is printed only after all input was read.
             self._send(_LISTING + reset_script(), keep=False)
         # else: our table is not there (a boot, a fresh node): nothing to reset or list, and
-        # nft evaluates elements faster when the block itself creates the table (~8 % of
+        # nft evaluates elements faster when the block itself creates the table (5-10 % of
         # the apply at 1k services). Checked only in our own namespace (no runner prefix).
         self._send(self.chunks[0], keep=False)
 
