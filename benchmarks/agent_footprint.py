@@ -14,10 +14,14 @@ configurations are measured:
 Phases (VmRSS of the agent process): `started` (local API answering, informers starting),
 `synced` (/readyz 200, object counts complete, rules applied, 2 s of settling), `served`
 (every object read back through the local API: all 10,000 endpoints must be there),
-`peak` (VmHWM over the whole run). The last line `agent_rss_mib: X` is max(synced, served)
-of the deployed configuration (target <= 24).
+`churned` (deployed only: 50 EndpointSlices lose an endpoint in one batch, the proxy's
+incremental path applies it; done when none of the removed addresses is left in the rules),
+`peak` (VmHWM over the whole run). The last line `agent_rss_mib: X` is max(synced, served,
+churned) of the deployed configuration (target <= 24); with --runs N each configuration runs
+N times (a fresh agent each) and the medians are printed.
 
     python benchmarks/agent_footprint.py [--watch-list] [--config both|deployed|no-proxy]
+                                         [--runs N]
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +68,21 @@ def ip(n: int) -> str:
     return f"10.42.{n // 250 % 250}.{n % 250 + 2}"
 
 
+def endpoint_slice(s: int, count: int = EPS_PER_SLICE) -> dict[str, object]:
+    """The EndpointSlice of service `s` with its first `count` endpoints."""
+    ns = f"ns{s % 10}"
+    return {
+        "metadata": {"name": f"svc-{s}-x1", "namespace": ns,
+                     "labels": {"kubernetes.io/service-name": f"svc-{s}"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [ip(s * EPS_PER_SLICE + e)],
+                       "conditions": {"ready": True, "serving": True, "terminating": False},
+                       "nodeName": f"edge-{e % 3 + 1}",
+                       "targetRef": {"kind": "Pod", "name": f"pod-{e}", "namespace": ns}}
+                      for e in range(count)],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}  # fmt: skip
+
+
 def dataset() -> list[dict[str, object]]:
     ops: list[dict[str, object]] = [{"op": "upsert", "resource": "nodes",
                                      "object": {"metadata": {"name": NODE}}}]  # fmt: skip
@@ -83,17 +103,11 @@ def dataset() -> list[dict[str, object]]:
                      "selector": {"app": f"app-{s % 50}"},
                      "ports": [{"name": "http", "port": 80, "targetPort": 8080,
                                 "protocol": "TCP"}]}}})  # fmt: skip
-        ops.append({"op": "upsert", "resource": "endpointslices", "object": {
-            "metadata": {"name": f"svc-{s}-x1", "namespace": ns,
-                         "labels": {"kubernetes.io/service-name": f"svc-{s}"}},
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": [ip(s * EPS_PER_SLICE + e)],
-                           "conditions": {"ready": True, "serving": True, "terminating": False},
-                           "nodeName": f"edge-{e % 3 + 1}",
-                           "targetRef": {"kind": "Pod", "name": f"pod-{e}", "namespace": ns}}
-                          for e in range(EPS_PER_SLICE)],
-            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}})  # fmt: skip
+        ops.append({"op": "upsert", "resource": "endpointslices", "object": endpoint_slice(s)})
     return ops
+
+
+CHURNED = 50  # slices changed in the churn phase: fewer than a full sync's threshold
 
 
 # The role's proxy settings (roles/edgesite_agent/defaults/main.yml: edgesite_agent_proxy).
@@ -219,15 +233,40 @@ def sh(*argv: str) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60).stdout
 
 
-def rules_cover_services(netns: str) -> bool:
-    """The proxy really programmed the namespace: every ClusterIP appears in its rules."""
+def rules_text(netns: str) -> str:
     text = sh("ip", "netns", "exec", netns, "nft", "list", "ruleset")
     if "10.43." not in text:  # iptables backend
         text = sh("ip", "netns", "exec", netns, "iptables-save", "-t", "nat")
+    return text
+
+
+def rules_cover_services(netns: str) -> bool:
+    """The proxy really programmed the namespace: every ClusterIP appears in its rules."""
+    text = rules_text(netns)
     return all(f"10.43.{s // 250}.{s % 250 + 1}" in text for s in range(SERVICES))
 
 
-def measure(workdir: Path, api_url: str, watch_list: bool, netns: str | None) -> dict[str, float]:
+def churn(admin_url: str, netns: str, restore: bool = False) -> None:
+    """CHURNED slices lose their last endpoint (or get it back); waits for the rules."""
+    count = EPS_PER_SLICE if restore else EPS_PER_SLICE - 1
+    admin(admin_url, "/batch", {"ops": [
+        {"op": "upsert", "resource": "endpointslices", "object": endpoint_slice(s, count)}
+        for s in range(CHURNED)]})  # fmt: skip
+    # " . " ends an endpoint in the nft maps ("10.42.0.11 . 8080"), ":" in iptables rules.
+    gone = [ip(s * EPS_PER_SLICE + EPS_PER_SLICE - 1) for s in range(CHURNED)]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text = rules_text(netns)
+        present = [a for a in gone if f"{a} . " in text or f"{a}:" in text]
+        if len(present) == (CHURNED if restore else 0):
+            return
+        time.sleep(0.2)
+    raise SystemExit("the proxy did not apply the churned endpoints within 60 s")
+
+
+def measure(
+    workdir: Path, api_url: str, admin_url: str, watch_list: bool, netns: str | None
+) -> dict[str, float]:
     """One fresh agent (empty store) through the phases; returns MiB per phase."""
     from tests.kubeapi import free_port
 
@@ -248,42 +287,68 @@ def measure(workdir: Path, api_url: str, watch_list: bool, netns: str | None) ->
             raise SystemExit("the proxy did not program all 1,000 ClusterIPs")
         endpoints = verify_served(port)
         time.sleep(1)
-        served, peak = rss(agent.pid)
+        served, _ = rss(agent.pid)
+        churned = 0.0
+        if netns is not None:
+            churn(admin_url, netns)
+            time.sleep(1)
+            churned, _ = rss(agent.pid)
+            churn(admin_url, netns, restore=True)  # the next run starts from the same data
+        _, peak = rss(agent.pid)
     finally:
         agent.terminate()
         agent.wait(20)
     store = sum(f.stat().st_size for f in workdir.glob("store.db*")) / 2**20
     return {"sync_s": took, "store_mib": store, "endpoints_served": endpoints,
-            "started": started, "synced": synced, "served": served, "peak": peak}  # fmt: skip
+            "started": started, "synced": synced, "served": served, "churned": churned,
+            "peak": peak, "steady": max(synced, served, churned)}  # fmt: skip
 
 
-def report(name: str, m: dict[str, float]) -> None:
-    print(f"[{name}] sync_s {m['sync_s']:.2f}, store {m['store_mib']:.2f} MiB, local API served "
-          f"{int(m['endpoints_served'])} endpoints")  # fmt: skip
-    print(f"[{name}] rss_mib started {m['started']:.1f}  synced {m['synced']:.1f}  "
-          f"served {m['served']:.1f}  peak {m['peak']:.1f}")  # fmt: skip
+def report(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
+    """Prints each run and, for several, the medians; returns the medians."""
+    for i, m in enumerate(runs, 1):
+        tag = f"{name} run {i}" if len(runs) > 1 else name
+        churned = f"  churned {m['churned']:.1f}" if m["churned"] else ""
+        print(f"[{tag}] sync_s {m['sync_s']:.2f}, store {m['store_mib']:.2f} MiB, local API "
+              f"served {int(m['endpoints_served'])} endpoints")  # fmt: skip
+        print(f"[{tag}] rss_mib started {m['started']:.1f}  synced {m['synced']:.1f}  "
+              f"served {m['served']:.1f}{churned}  peak {m['peak']:.1f}")  # fmt: skip
+    med = {k: statistics.median(m[k] for m in runs) for k in runs[0]}
+    if len(runs) > 1:
+        churned = f"  churned {med['churned']:.1f}" if med["churned"] else ""
+        print(f"[{name} median of {len(runs)}] rss_mib started {med['started']:.1f}  synced "
+              f"{med['synced']:.1f}  served {med['served']:.1f}{churned}  peak "
+              f"{med['peak']:.1f}  (steady: {min(m['steady'] for m in runs):.1f}-"
+              f"{max(m['steady'] for m in runs):.1f})")  # fmt: skip
+    return med
 
 
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--watch-list", action="store_true")
     p.add_argument("--config", choices=("both", "deployed", "no-proxy"), default="both")
+    p.add_argument("--runs", type=int, default=1, help="fresh agents per configuration")
     args = p.parse_args()
     if args.config != "no-proxy" and os.geteuid() != 0:
         raise SystemExit("the deployed configuration runs kube-proxy-lite: needs root (netns)")
     netns = f"esbench{os.getpid()}"
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as d:
         workdir = Path(d)
         api, api_url, admin_url = start_api(workdir)
         try:
             admin(admin_url, "/batch", {"ops": dataset()})
+            runs = range(max(1, args.runs))
             if args.config in ("both", "no-proxy"):
-                results["no proxy"] = measure(workdir, api_url, args.watch_list, None)
+                results["no proxy"] = [
+                    measure(workdir, api_url, admin_url, args.watch_list, None) for _ in runs
+                ]
             if args.config in ("both", "deployed"):
                 sh("ip", "netns", "add", netns)
                 try:
-                    results["deployed"] = measure(workdir, api_url, args.watch_list, netns)
+                    results["deployed"] = [
+                        measure(workdir, api_url, admin_url, args.watch_list, netns) for _ in runs
+                    ]
                 finally:
                     subprocess.run(["ip", "netns", "del", netns], check=False)
         finally:
@@ -294,15 +359,12 @@ def main() -> int:
     print(f"agent command: {AGENT_PYTHON} {' '.join(AGENT_FLAGS)} edgesite-agent.pyz run "
           f"--config FILE (env {AGENT_ENV or 'none'})")  # fmt: skip
     print(f"deployed proxy settings: {json.dumps(DEPLOYED_PROXY)} (+ netns of this benchmark)")
-    for name, m in results.items():
-        report(name, m)
+    medians = {name: report(name, runs) for name, runs in results.items()}
     # The deployed configuration's figure is the last line, the one the target applies to.
-    if "no proxy" in results:
-        m = results["no proxy"]
-        print(f"agent_rss_no_proxy_mib: {max(m['synced'], m['served']):.1f}")
-    if "deployed" in results:
-        m = results["deployed"]
-        print(f"agent_rss_mib: {max(m['synced'], m['served']):.1f}")
+    if "no proxy" in medians:
+        print(f"agent_rss_no_proxy_mib: {medians['no proxy']['steady']:.1f}")
+    if "deployed" in medians:
+        print(f"agent_rss_mib: {medians['deployed']['steady']:.1f}")
     return 0
 
 
