@@ -44,6 +44,7 @@ import signal
 import socket
 import ssl
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -160,6 +161,11 @@ class Server:
             certs.server_cert(self.tls, tuple(sans))
             marker.write_text("\n".join(sans))
         self.admin_cred = certs.admin_cert(self.tls)
+        # One kube-proxy identity for every node, issued up front like k3s does.
+        self.proxy_cred = certs.proxy_cert(self.tls)
+        # Join requests run in parallel handler threads; the openssl steps of one certificate
+        # (key, request, signature, CA serial file) must not interleave with another's.
+        self.issuing = threading.Lock()
         self.port = int(config.get("https-listen-port") or 6443)
         self.node, self.node_ip = node, node_ip
 
@@ -205,7 +211,8 @@ class Server:
         joiner = self._joiner(headers, "node")
         if joiner is None or not joiner[0]:
             return 401, "text/plain", b"token mismatch"
-        cred = self.certs.node_cert(self.tls, joiner[0])
+        with self.issuing:
+            cred = self.certs.node_cert(self.tls, joiner[0])
         append("joined.jsonl", {"node": joiner[0], "role": "agent"})
         self.register(*joiner, "agent")
         return 200, "text/plain", cred.cert.read_bytes() + cred.key.read_bytes()
@@ -213,7 +220,7 @@ class Server:
     def _client_kube_proxy(self, headers: Any) -> tuple[int, str, bytes]:
         if self._joiner(headers, "node") is None:
             return 401, "text/plain", b"token mismatch"
-        cred = self.certs.proxy_cert(self.tls)
+        cred = self.proxy_cred
         return 200, "text/plain", cred.cert.read_bytes() + cred.key.read_bytes()
 
     def write_admin_kubeconfig(self, path: Path) -> None:
