@@ -6,10 +6,12 @@ returned object with informer events (see edgesite_agent.events).
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
 from edgesite_agent.proxy.config import ProxySettings, parse_settings
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see events.py)
+if TYPE_CHECKING:
+    import logging
+    from typing import Any
 
 
 class DisabledProxy:

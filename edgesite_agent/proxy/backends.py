@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from edgesite_agent.proxy import iptables, nft
+from edgesite_agent.proxy import nft
 from edgesite_agent.proxy.config import IPTABLES_VARIANTS, ProxySettings
 from edgesite_agent.proxy.runner import Runner
 
-Backend = nft.NftBackend | iptables.IptablesBackend
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see events.py)
+if TYPE_CHECKING:
+    from edgesite_agent.proxy import iptables
+
+    Backend = nft.NftBackend | iptables.IptablesBackend
 
 
 def make_backend(settings: ProxySettings, runner: Runner, choice: str | None = None) -> Backend:
@@ -16,6 +20,9 @@ def make_backend(settings: ProxySettings, runner: Runner, choice: str | None = N
         choice = "nftables" if nft.available(runner) else "iptables"
     if choice == "nftables":
         return nft.NftBackend(settings, runner)
+    # Imported only when used: a node on nftables never loads the iptables renderer.
+    from edgesite_agent.proxy import iptables
+
     binary = IPTABLES_VARIANTS[settings.iptables_variant]
     return iptables.IptablesBackend(settings, runner, binary)
 
@@ -25,6 +32,8 @@ def cleanup_all(runner: Runner) -> list[str]:
     removed = []
     if nft.cleanup(runner):
         removed.append("nftables")
+    from edgesite_agent.proxy import iptables
+
     # Each variant has its own rules (legacy in x_tables, nft in nf_tables): clean both.
     seen = set()
     for binary in ("iptables", "iptables-nft", "iptables-legacy"):

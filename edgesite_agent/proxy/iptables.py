@@ -10,10 +10,10 @@ picked with `statistic --mode random` and remembered for affinity with the `rece
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from edgesite_agent.proxy.config import ProxySettings
 from edgesite_agent.proxy.model import Endpoint, ServicePortModel, short_hash
+from edgesite_agent.proxy.record import Record
 from edgesite_agent.proxy.runner import ApplyError, Runner
 
 PREFIX = "ESITE-"
@@ -39,18 +39,24 @@ HOOKS = (
 COMMENT = ["-m", "comment", "--comment", "edgesite-proxy"]
 
 
-@dataclass
-class IptState:
-    # table -> chain -> rules (without "-A CHAIN"); insertion order is rule order
-    tables: dict[str, dict[str, tuple[str, ...]]] = field(
-        default_factory=lambda: {t: {} for t in TABLES}
-    )
+class IptState(Record):
+    __slots__ = ("tables",)
+
+    def __init__(self, tables: dict[str, dict[str, tuple[str, ...]]] | None = None) -> None:
+        # table -> chain -> rules (without "-A CHAIN"); insertion order is rule order
+        self.tables = {t: {} for t in TABLES} if tables is None else tables
 
 
-@dataclass
-class Fragment:
-    chains: dict[str, dict[str, tuple[str, ...]]]  # table -> chain -> rules (own chains)
-    dispatch: dict[str, list[str]]  # "nat:ESITE-SERVICES" etc. -> rules added to shared chains
+class Fragment(Record):
+    __slots__ = ("chains", "dispatch")
+
+    def __init__(
+        self,
+        chains: dict[str, dict[str, tuple[str, ...]]],  # table -> chain -> rules (own chains)
+        dispatch: dict[str, list[str]],  # "nat:ESITE-SERVICES" etc. -> rules in shared chains
+    ) -> None:
+        self.chains = chains
+        self.dispatch = dispatch
 
 
 def _name(kind: str, text: str) -> str:

@@ -31,12 +31,12 @@ import socket
 import subprocess
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from itertools import chain
 
 from edgesite_agent.proxy.config import ProxySettings
 from edgesite_agent.proxy.model import Endpoint, ServicePortModel, short_hash
 from edgesite_agent.proxy.nlprobe import table_exists
+from edgesite_agent.proxy.record import Record
 from edgesite_agent.proxy.runner import ApplyError, Runner
 
 TABLE = "edgesite"
@@ -80,20 +80,34 @@ BASE_CHAINS = {
 }
 
 
-@dataclass
-class NftState:
-    chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    sets: dict[str, str] = field(default_factory=dict)  # name -> declaration
-    elements: dict[str, dict[str, str]] = field(default_factory=dict)  # set -> key -> value
+class NftState(Record):
+    __slots__ = ("chains", "elements", "sets")
+
+    def __init__(
+        self,
+        chains: dict[str, tuple[str, ...]] | None = None,
+        sets: dict[str, str] | None = None,  # name -> declaration
+        elements: dict[str, dict[str, str]] | None = None,  # set -> key -> value
+    ) -> None:
+        self.chains = {} if chains is None else chains
+        self.sets = {} if sets is None else sets
+        self.elements = {} if elements is None else elements
 
 
-@dataclass
-class Fragment:
+class Fragment(Record):
     """What one service port adds to the table."""
 
-    chains: dict[str, tuple[str, ...]]
-    sets: dict[str, str]
-    elements: dict[str, dict[str, str]]
+    __slots__ = ("chains", "elements", "sets")
+
+    def __init__(
+        self,
+        chains: dict[str, tuple[str, ...]],
+        sets: dict[str, str],
+        elements: dict[str, dict[str, str]],
+    ) -> None:
+        self.chains = chains
+        self.sets = sets
+        self.elements = elements
 
 
 def _chain_name(kind: str, sp: ServicePortModel, digest: str | None = None) -> str:

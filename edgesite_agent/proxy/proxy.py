@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import logging
 import random
 import threading
 import time
-from typing import Any
 
 from edgesite_agent.events import EventType
-from edgesite_agent.proxy.backends import Backend, make_backend
+from edgesite_agent.proxy.backends import make_backend
 from edgesite_agent.proxy.cache import ObjectCache, parse_service, parse_slice
 from edgesite_agent.proxy.config import ProxySettings
 from edgesite_agent.proxy.conntrack import forget, udp_endpoints
 from edgesite_agent.proxy.model import Endpoint, build_service
 from edgesite_agent.proxy.render import object_key
 from edgesite_agent.proxy.runner import ApplyError, Runner
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see events.py)
+if TYPE_CHECKING:
+    import logging
+    from typing import Any
+
+    from edgesite_agent.proxy.backends import Backend
 
 KINDS = ("Service", "EndpointSlice")
 
@@ -170,6 +175,10 @@ class Proxy:
                     or time.monotonic() - last_full >= self.settings.full_resync_interval
                 )
                 self._full_requested = False
+                # Most services changed (the first list after starting with an empty store, a
+                # relist): one streamed full sync. Deltas of a thousand services cost ~3 MiB
+                # more at their peak (docs/agent.md) and no less time.
+                full = full or len(dirty) > max(64, len(self._fragments) // 2)
                 assert self._backend is not None
                 session = None
                 changes: dict[str, tuple[list[Any], list[Any]]] = {}
@@ -194,10 +203,15 @@ class Proxy:
                 self._applying = True
             last_sync = time.monotonic()
             try:
-                if session is not None:
-                    mode = session.finish()
-                else:
-                    mode = self._backend.sync(all_fragments, changes, full)
+                try:
+                    if session is not None:
+                        mode = session.finish()
+                    else:
+                        mode = self._backend.sync(all_fragments, changes, full)
+                finally:
+                    # Not kept until the next sync: the whole ruleset text of a full sync,
+                    # the old and new fragments of the changed services.
+                    del session, changes, all_fragments
             except ApplyError as exc:
                 self.stats["failures"] += 1
                 self.last_error = str(exc)

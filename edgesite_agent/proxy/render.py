@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from edgesite_agent.proxy import iptables, nft
+from edgesite_agent.proxy import nft
 from edgesite_agent.proxy.cache import ObjectCache, parse_service, parse_slice
 from edgesite_agent.proxy.config import ProxySettings
 from edgesite_agent.proxy.model import ServicePortModel, build_model
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see events.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def object_key(obj: dict[str, Any]) -> str:
@@ -43,6 +45,8 @@ def render(
         frags = [nft.render_fragment(sp, settings) for sp in ports]
         return nft.ruleset_text(nft.base_state(settings), frags)
     if backend == "iptables":
+        from edgesite_agent.proxy import iptables  # its code is not loaded on nftables nodes
+
         frags = [iptables.render_fragment(sp, settings) for sp in ports]
         return iptables.render_text(iptables.merge(settings, frags))
     raise ValueError(f"unknown backend {backend!r} (nft or iptables)")
