@@ -47,7 +47,9 @@ def run_playbook(tmp_path):
             env=env,
             capture_output=True,
             text=True,
-            timeout=300,
+            # A guard against a hung run, not a speed check: a full site.yml on a loaded 2-CPU
+            # CI machine has taken over 5 minutes.
+            timeout=1200,
         )
         return PlaybookRun(proc.returncode, proc.stdout + proc.stderr)
 

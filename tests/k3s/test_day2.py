@@ -1,0 +1,157 @@
+"""Day-2 playbooks on podman test hosts: rotate_certs, rotate_token, remove_node, add_node.
+
+One master (SQLite) and one worker with the real edge agent. The hosts' `k3s` is the TEST
+STAND-IN (tests/k3s/standin): it serves the test Kubernetes API on the master and records the
+k3s commands it is given; no Kubernetes runs. What is checked is what the playbooks are
+responsible for: order, token handling, what is left on a removed node, and that a converged
+site stays converged. Tests in this module run in order against one set of hosts.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from k3s.site_hosts import changed_tasks, recap, sh, stand_up, standin_records, tear_down
+
+VERSION = "v1.31.4+k3s1"
+NEW_TOKEN = "day2-rotated-token-8Rk2Wq7Xz4"
+
+pytestmark = [pytest.mark.podman, pytest.mark.root]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("day2")
+    site = stand_up(
+        "day2", 1, 1, tmp, VERSION,
+        edgesite_site="day2-site", edgesite_datastore="sqlite",
+        k3s_server_kubeconfig_dir=str(tmp / "kube"),
+        k3s_server_health_delay=1, k3s_agent_health_delay=1,
+    )  # fmt: skip
+    yield site
+    tear_down(site)
+
+
+def master(site) -> str:
+    return site.masters[0]
+
+
+def worker(site) -> str:
+    return site.workers[0]
+
+
+def node_ready(site, node: str) -> str:
+    result = sh(master(site), f"/usr/local/bin/k3s kubectl get node {node}", check=False)
+    return result.stdout.strip() if result.returncode == 0 else result.stderr.strip()
+
+
+def test_site_converges_with_the_edge_agent(site, run_playbook):
+    result = run_playbook("site.yml", site.inventory)
+    assert result.rc == 0, result.output[-5000:]
+    assert node_ready(site, worker(site)) == "True"
+    assert sh(worker(site), "systemctl is-active edgesite-agent").stdout.strip() == "active"
+
+
+def test_rotate_certs_servers_first_and_restarts_each(site, run_playbook):
+    before = {h: len(standin_records(h, "starts.jsonl")) for h in (master(site), worker(site))}
+    result = run_playbook("playbooks/rotate_certs.yml", site.inventory)
+    assert result.rc == 0, result.output[-5000:]
+    rotations = {
+        h: [r for r in standin_records(h, "commands.jsonl") if r["command"] == "certificate"]
+        for h in (master(site), worker(site))
+    }
+    assert all(len(r) == 1 and r[0]["args"] == ["rotate"] for r in rotations.values()), rotations
+    assert rotations[master(site)][0]["at_ns"] < rotations[worker(site)][0]["at_ns"]
+    # k3s regenerates certificates on start: each node was started again after its rotation.
+    for host, count in before.items():
+        starts = standin_records(host, "starts.jsonl")[count:]
+        assert len(starts) == 1 and starts[0]["started_ns"] > rotations[host][0]["at_ns"], host
+
+
+def test_rotate_token_never_prints_it_and_every_node_gets_it(site, run_playbook):
+    old = sh(master(site), "cat /etc/rancher/k3s/token").stdout.strip()
+    result = run_playbook(
+        "playbooks/rotate_token.yml", site.inventory, "-e", f"edgesite_k3s_token_new={NEW_TOKEN}"
+    )
+    assert result.rc == 0, result.output[-5000:]
+    assert NEW_TOKEN not in result.output and old not in result.output
+    rotate = [r for r in standin_records(master(site), "commands.jsonl") if r["command"] == "token"]
+    assert rotate and rotate[-1]["args"][0] == "rotate"
+    for host in (master(site), worker(site)):
+        assert sh(host, "cat /etc/rancher/k3s/token").stdout.strip() == NEW_TOKEN
+        assert sh(host, "stat -c %a:%U /etc/rancher/k3s/token").stdout.strip() == "600:root"
+
+
+def test_token_too_short_is_refused_before_any_change(site, run_playbook):
+    result = run_playbook(
+        "playbooks/rotate_token.yml", site.inventory, "-e", "edgesite_k3s_token_new=short"
+    )
+    assert result.rc != 0
+    assert "edgesite_k3s_token_new" in result.output
+    assert sh(master(site), "cat /etc/rancher/k3s/token").stdout.strip() == NEW_TOKEN
+
+
+def test_site_after_rotations_changes_nothing(site, run_playbook):
+    result = run_playbook("site.yml", site.inventory)
+    assert result.rc == 0, result.output[-5000:]
+    stats = recap(result.output)
+    assert set(stats) == {master(site), worker(site)}
+    assert all(s["changed"] == 0 for s in stats.values()), changed_tasks(result.output)
+
+
+REMOVED_NODE_LEFTOVERS = [
+    "/usr/local/bin/k3s",
+    "/etc/rancher",
+    "/var/lib/rancher",
+    "/etc/systemd/system/k3s-agent.service",
+    "/etc/systemd/system/edgesite-agent.service",
+    "/etc/edgesite",
+    "/usr/local/lib/edgesite",
+    "/var/lib/edgesite-agent",
+]
+
+
+def test_remove_worker_drains_deletes_and_uninstalls(site, run_playbook):
+    node = worker(site)
+    result = run_playbook(
+        "playbooks/remove_node.yml", site.inventory, "-e", f"edgesite_remove_node={node}"
+    )
+    assert result.rc == 0, result.output[-5000:]
+    assert "NotFound" in node_ready(site, node)
+    left = [
+        p for p in REMOVED_NODE_LEFTOVERS if sh(node, f"test -e {p}", check=False).returncode == 0
+    ]
+    assert left == []
+    # kube-proxy-lite's packet rules went with the agent.
+    assert "edgesite" not in sh(node, "nft list tables").stdout
+    # The master is untouched.
+    assert sh(master(site), "systemctl is-active k3s").stdout.strip() == "active"
+
+
+def test_remove_node_again_changes_nothing(site, run_playbook):
+    result = run_playbook(
+        "playbooks/remove_node.yml", site.inventory, "-e", f"edgesite_remove_node={worker(site)}"
+    )
+    assert result.rc == 0, result.output[-5000:]
+    stats = recap(result.output)
+    assert all(s["changed"] == 0 for s in stats.values()), changed_tasks(result.output)
+
+
+def test_first_master_cannot_be_removed(site, run_playbook):
+    result = run_playbook(
+        "playbooks/remove_node.yml", site.inventory, "-e", f"edgesite_remove_node={master(site)}"
+    )
+    assert result.rc != 0
+    assert "first master" in result.output
+    assert sh(master(site), "systemctl is-active k3s").stdout.strip() == "active"
+
+
+def test_add_node_brings_the_worker_back(site, run_playbook):
+    result = run_playbook("playbooks/add_node.yml", site.inventory)
+    assert result.rc == 0, result.output[-5000:]
+    assert node_ready(site, worker(site)) == "True"
+    assert sh(worker(site), "systemctl is-active edgesite-agent").stdout.strip() == "active"
+    assert (
+        sh(master(site), "cat /etc/rancher/k3s/token").stdout
+        == sh(worker(site), "cat /etc/rancher/k3s/token").stdout
+    )
