@@ -16,8 +16,12 @@ lets the tests check what EdgeSite's roles, and the edge agent on workers, are r
 * `server` serves the TEST Kubernetes API (tests/kubeapi: real HTTP protocol, TLS with client
   certificates, objects kept in memory) on the API port, with its own CA under
   DATA_DIR/server/tls, and the test API's admin interface (plain HTTP) on 127.0.0.1:6080 only.
-  Servers do NOT share state: every master has its own API and CA, even with a datastore
-  configured. Agents and the admin kubeconfig point at the server they were given.
+  Servers do NOT share state: every master has its own API and CA. The one exception: with
+  an external datastore (datastore-endpoint + client certificate), each server writes its own
+  Node to that etcd under /registry/minions/<name> (JSON, the stand-in's own encoding) and
+  copies the Nodes it finds there into its API, so every server lists every master as real
+  servers sharing a datastore do. Agents and the admin kubeconfig point at the server they
+  were given.
 * next to the API, a server answers join requests modelled on k3s's supervisor routes, over
   the same TLS port: `/cacerts`, `/ping`, `/v1-k3s/server-bootstrap` (basic auth
   server:<token>) and `/v1-k3s/client-kubelet.crt`, `/v1-k3s/client-kube-proxy.crt` (basic
@@ -183,6 +187,53 @@ class Server:
         AdminServer(self.api, ADMIN_HOST, ADMIN_PORT).start()
         self.register(self.node, self.node_ip, "server")
 
+    def share_nodes(self, config: dict[str, Any]) -> None:
+        """External datastore: publish this server's Node there and adopt the others'."""
+        endpoints = [e for e in str(config.get("datastore-endpoint") or "").split(",") if e]
+        if not endpoints or not endpoints[0].startswith("https://"):
+            return
+        ctx = ssl.create_default_context(cafile=config.get("datastore-cafile"))
+        ctx.load_cert_chain(config["datastore-certfile"], config["datastore-keyfile"])
+        prefix = "/registry/minions/"
+
+        def b64(text: str) -> str:
+            return base64.b64encode(text.encode()).decode()
+
+        def call(path: str, body: dict[str, str]) -> dict[str, Any]:
+            error: Exception = OSError("no datastore endpoint")
+            for endpoint in endpoints:  # etcd's v3 JSON gateway
+                request = urllib.request.Request(
+                    endpoint.rstrip("/") + path, data=json.dumps(body).encode(),
+                    headers={"Content-Type": "application/json"},
+                )  # fmt: skip
+                try:
+                    with urllib.request.urlopen(request, timeout=5, context=ctx) as response:
+                        return json.loads(response.read())
+                except OSError as err:
+                    error = err
+            raise error
+
+        def loop() -> None:
+            own = json.dumps(node_object(self.node, self.node_ip, "server"))
+            published = False
+            while True:
+                try:
+                    if not published:
+                        call("/v3/kv/put", {"key": b64(prefix + self.node), "value": b64(own)})
+                        published = True
+                    found = call("/v3/kv/range", {"key": b64(prefix),
+                                                  "range_end": b64(prefix[:-1] + "0")})  # fmt: skip
+                    for kv in found.get("kvs", []):
+                        node = json.loads(base64.b64decode(kv["value"]))
+                        if node["metadata"]["name"] not in self.api.state.snapshot()[
+                            "objects"]["nodes"]:  # fmt: skip
+                            self.api.upsert("nodes", node)
+                except (OSError, ValueError, KeyError) as err:
+                    print(f"standin: datastore: {err}", file=sys.stderr, flush=True)
+                time.sleep(2)
+
+        threading.Thread(target=loop, daemon=True).start()
+
     def register(self, name: str, ip: str, role: str) -> None:
         """A joined node appears Ready; an existing Node keeps its spec (cordon survives)."""
         from tests.kubeapi.state import ApiStatusError
@@ -301,6 +352,7 @@ def run_node(role: str, args: list[str]) -> int:
     if role == "server":
         server = Server(config, token, node, node_ip)
         server.start()
+        server.share_nodes(config)
         server.write_admin_kubeconfig(
             Path(config.get("write-kubeconfig") or "/etc/rancher/k3s/k3s.yaml")
         )
