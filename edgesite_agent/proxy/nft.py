@@ -80,34 +80,55 @@ BASE_CHAINS = {
 }
 
 
+# One service IP's (or node port's) elements of an endpoints map: (map, owner, endpoints)
+# stands for `OWNER . i : ENDPOINT_i`. Kept as the endpoint strings the fragment has anyway
+# instead of two strings and a dict slot per endpoint (~20k strings at 10k endpoints, the
+# bulk of the proxy's memory; docs/agent.md): the element text is written when it is sent.
+Pick = tuple[str, str, tuple[str, ...]]
+PickKey = tuple[str, str]  # (map, owner)
+
+
+_PICKED: dict[str, str] = {}  # shared, never written to: see _shared_fragment
+
+
+def _pick_elems(owner: str, endpoints: tuple[str, ...]) -> list[str]:
+    return [f"{owner} . {i} : {ep}" for i, ep in enumerate(endpoints)]
+
+
 class NftState(Record):
-    __slots__ = ("chains", "elements", "sets")
+    __slots__ = ("chains", "elements", "picks", "sets")
 
     def __init__(
         self,
         chains: dict[str, tuple[str, ...]] | None = None,
         sets: dict[str, str] | None = None,  # name -> declaration
         elements: dict[str, dict[str, str]] | None = None,  # set -> key -> value
+        picks: dict[PickKey, tuple[str, ...]] | None = None,  # the endpoints maps' elements
     ) -> None:
         self.chains = {} if chains is None else chains
         self.sets = {} if sets is None else sets
         self.elements = {} if elements is None else elements
+        # Each entry is the very tuple of the fragment that owns it (first claim): identity
+        # tells an incremental sync whether a changed service owned it.
+        self.picks = {} if picks is None else picks
 
 
 class Fragment(Record):
     """What one service port adds to the table."""
 
-    __slots__ = ("chains", "elements", "sets")
+    __slots__ = ("chains", "elements", "picks", "sets")
 
     def __init__(
         self,
         chains: dict[str, tuple[str, ...]],
         sets: dict[str, str],
         elements: dict[str, dict[str, str]],
+        picks: tuple[Pick, ...] = (),
     ) -> None:
         self.chains = chains
         self.sets = sets
         self.elements = elements
+        self.picks = picks
 
 
 def _chain_name(kind: str, sp: ServicePortModel, digest: str | None = None) -> str:
@@ -176,13 +197,13 @@ def _shared_fragment(
     settings: ProxySettings,
     chains: dict[str, tuple[str, ...]],
     elements: dict[str, dict[str, str]],
+    picks: list[Pick],
 ) -> None:
     """Map elements only (plus the shared pick chains): policy Cluster, no affinity."""
     proto, port = sp.protocol, sp.port
-    endpoints = [f"{ip} . {ep_port}" for ip, ep_port in sp.cluster_endpoints]
+    endpoints = tuple([f"{ip} . {ep_port}" for ip, ep_port in sp.cluster_endpoints])
     count = len(endpoints)
     entries: dict[str, str] = {}
-    picks: dict[str, str] = {}
     for entry, ips in (("cluster", sp.cluster_ips), ("external", sp.external_ips)):
         if not ips:
             continue
@@ -190,20 +211,18 @@ def _shared_fragment(
         chains[name] = rules
         for ip in ips:
             entries[f"{ip} . {proto} . {port}"] = f"goto {name}"
-            # Built in lists and zipped: this runs for every endpoint of every service.
-            picks.update(
-                zip([f"{ip} . {port} . {i}" for i in range(count)], endpoints, strict=True)
-            )
+            picks.append((f"endpoints-{proto}", f"{ip} . {port}", endpoints))
     if entries:
         elements["service-ips"] = entries
-        elements[f"endpoints-{proto}"] = picks
+        # No elements (the picks hold them): names the map here so that a ruleset declares
+        # the maps in the same order as before picks existed.
+        elements[f"endpoints-{proto}"] = _PICKED
     if sp.node_port:
         name, rules = _pick_chain("nodeport", proto, count, settings)
         chains[name] = rules
         elements["service-nodeports"] = {f"{proto} . {sp.node_port}": f"goto {name}"}
-        elements[f"nodeport-endpoints-{proto}"] = dict(
-            zip([f"{sp.node_port} . {i}" for i in range(count)], endpoints, strict=True)
-        )
+        picks.append((f"nodeport-endpoints-{proto}", str(sp.node_port), endpoints))
+        elements[f"nodeport-endpoints-{proto}"] = _PICKED
     if sp.hairpin_ips:
         elements["hairpin"] = {f"{ip} . {ip}": "" for ip in sp.hairpin_ips}
 
@@ -225,8 +244,9 @@ def render_fragment(sp: ServicePortModel, settings: ProxySettings) -> Fragment:
         return Fragment(chains, sets, elements)
 
     if not sp.affinity_timeout and not sp.needs_local_chain:
-        _shared_fragment(sp, settings, chains, elements)
-        return Fragment(chains, sets, elements)
+        picks: list[Pick] = []
+        _shared_fragment(sp, settings, chains, elements, picks)
+        return Fragment(chains, sets, elements, tuple(picks))
     digest = short_hash(sp.key, 8)
     svc = _chain_name("svc", sp, digest)
     masq = _cluster_masq(settings)
@@ -319,6 +339,10 @@ def merge(base: NftState, fragments: list[Fragment]) -> NftState:
             target.update(elems)
     for name, elems in base.elements.items():
         elements.setdefault(name, {}).update(elems)
+    picks = state.picks
+    for frag in reversed(fragments):  # same order and first claim as the elements above
+        for name, owner, endpoints in frag.picks:
+            picks[(name, owner)] = endpoints
     return state
 
 
@@ -329,17 +353,33 @@ def _elem(key: str, value: str) -> str:
 _ELEMENT_SEP = ",\n\t\t\t"
 
 
-def _set_lines(lines: list[str], name: str, decl: str, elems: dict[str, str] | None) -> None:
+def _set_lines(
+    lines: list[str],
+    name: str,
+    decl: str,
+    elems: dict[str, str] | None,
+    extra: list[str] | None = None,  # elements already written out (picks)
+) -> None:
     kind = _kind_of(decl)
     lines.append(f"\t{kind} {name} {{")
     lines.extend(f"\t\t{part.strip()}" for part in decl.split(";") if part.strip())
-    if elems:
+    if elems or extra:
         lines.append("\t\telements = {")
         # One join in C over all elements (the bulk of a ruleset), one element per line.
-        items = map(" : ".join, elems.items()) if kind == "map" else iter(elems)
+        items = map(" : ".join, elems.items()) if kind == "map" and elems else iter(elems or ())
+        if extra:
+            items = chain(items, extra)
         lines.append("\t\t\t" + _ELEMENT_SEP.join(items) + ",")
         lines.append("\t\t}")
     lines.append("\t}")
+
+
+def _picks_text(picks: Iterable[tuple[PickKey, tuple[str, ...]]]) -> dict[str, list[str]]:
+    """map -> element text of the given picks, in their order."""
+    out: dict[str, list[str]] = {}
+    for (name, owner), endpoints in picks:
+        out.setdefault(name, []).extend(_pick_elems(owner, endpoints))
+    return out
 
 
 def _chain_lines(lines: list[str], name: str, rules: tuple[str, ...]) -> None:
@@ -369,8 +409,9 @@ def head_text(state: NftState) -> str:
     lines = [f"table {_T} {{"]
     # Insertion order (services sorted by key) is stable already; sorting 100k elements
     # again would cost more than the rest of the element rendering.
+    picks = _picks_text(state.picks.items())
     for name, decl in state.sets.items():
-        _set_lines(lines, name, decl, state.elements.get(name))
+        _set_lines(lines, name, decl, state.elements.get(name), picks.get(name))
     for name, rules in state.chains.items():
         _chain_lines(lines, name, rules)
     return "\n".join(lines) + "\n"
@@ -388,7 +429,10 @@ class Parts:
 
     def __init__(self, head: NftState) -> None:
         self.state = NftState(
-            dict(head.chains), dict(head.sets), {n: dict(e) for n, e in head.elements.items()}
+            dict(head.chains),
+            dict(head.sets),
+            {n: dict(e) for n, e in head.elements.items()},
+            dict(head.picks),
         )
 
     def text(self, fragments: list[Fragment]) -> str:
@@ -397,7 +441,12 @@ class Parts:
         chains: list[tuple[str, tuple[str, ...]]] = []
         merged: dict[str, dict[str, str]] = {}
         sizes: dict[str, int] = {}
+        picks: list[tuple[PickKey, tuple[str, ...]]] = []
         for f in fragments:
+            for name, owner, endpoints in f.picks:
+                if (name, owner) not in state.picks:  # first claim, as for map keys
+                    state.picks[(name, owner)] = endpoints
+                    picks.append(((name, owner), endpoints))
             for name, decl in f.sets.items():
                 if name not in state.sets:
                     state.sets[name] = decl
@@ -414,17 +463,20 @@ class Parts:
                 sizes[name] = sizes.get(name, 0) + len(elems)
         for name, rules in chains:  # after the sets their rules use
             _chain_lines(lines, name, rules)
+        pick_text = _picks_text(picks)
+        for name in sorted(pick_text.keys() - merged.keys()):
+            merged[name] = {}
         for name, elems in merged.items():  # after the chains their verdicts name
             decl = state.sets[name]
             sent = state.elements.get(name)
             if sent is None:
                 state.elements[name] = sent = {}
             if _kind_of(decl) == "map" and (
-                len(elems) != sizes[name] or not sent.keys().isdisjoint(elems)
+                len(elems) != sizes.get(name, 0) or not sent.keys().isdisjoint(elems)
             ):
                 elems = _first_claims(fragments, name, sent)
             sent.update(elems)
-            _set_lines(lines, name, decl, elems)
+            _set_lines(lines, name, decl, elems, pick_text.get(name))
         return "\n".join(lines) + "\n" if lines else ""
 
 
@@ -516,6 +568,9 @@ def partial_script(old: NftState, new: NftState, touched_sets: set[str] | None =
         fresh = [_elem(k, v) for k, v in elems.items() if prev.get(k) != v]
         if fresh:
             adds.append(f"add element {_T} {name} {{ {', '.join(fresh)} }}")
+    pick_gone, pick_fresh = _pick_diff(old.picks, new.picks, old.picks.keys() | new.picks.keys())
+    out += pick_gone
+    adds += pick_fresh
     changed = [
         n
         for n, rules in new.chains.items()
@@ -537,6 +592,34 @@ def partial_script(old: NftState, new: NftState, touched_sets: set[str] | None =
 
 
 _LISTING = f"list chains {FAMILY}\nlist sets {FAMILY}\nlist maps {FAMILY}\n"
+
+
+def _pick_diff(
+    old: dict[PickKey, tuple[str, ...]],
+    wanted: dict[PickKey, tuple[str, ...] | None] | dict[PickKey, tuple[str, ...]],
+    keys: Iterable[PickKey],
+) -> tuple[list[str], list[str]]:
+    """`delete element` and `add element` commands that turn the picks `old` into `wanted`.
+
+    Only the indexes whose endpoint changed move, as with map elements.
+    """
+    gone: dict[str, list[str]] = {}
+    fresh: dict[str, list[str]] = {}
+    for key in sorted(keys):
+        before, after = old.get(key, ()), wanted.get(key) or ()
+        if before is after or before == after:
+            continue
+        name, owner = key
+        for i, ep in enumerate(before):
+            if i >= len(after) or after[i] != ep:
+                gone.setdefault(name, []).append(f"{owner} . {i}")
+        for i, ep in enumerate(after):
+            if i >= len(before) or before[i] != ep:
+                fresh.setdefault(name, []).append(f"{owner} . {i} : {ep}")
+    return (
+        [f"delete element {_T} {n} {{ {', '.join(k)} }}" for n, k in gone.items()],
+        [f"add element {_T} {n} {{ {', '.join(e)} }}" for n, e in fresh.items()],
+    )
 
 
 def parse_listing(listing: str) -> tuple[set[str], set[str]]:
@@ -788,7 +871,7 @@ class NftBackend:
             for frag in all_fragments():
                 session.add([frag])
             return session.finish()
-        if changes is None or self.refs is None:
+        if changes is None or self.refs is None or self._picks_contested(changes):
             fragments = all_fragments()
             state = self.render(fragments)
             refs = _count_refs(self.base, fragments)
@@ -819,6 +902,31 @@ class NftBackend:
         self.refs = refs  # None when only the state is known: the next sync recounts
         return "partial" if script else "noop"
 
+    def _picks_contested(self, changes: Changes) -> bool:
+        """True when a changed service shares a service IP and port with another one.
+
+        Only in an invalid cluster (two Services with the same IP, protocol and port): which
+        one owns the endpoints then depends on all services (first claim in key order), so
+        such a change is diffed against the whole state instead of applied as a delta.
+        """
+        assert self.applied is not None and self.refs is not None
+        applied, refs = self.applied.picks, self.refs
+        for old, new in changes.values():
+            mine = {(n, o) for f in old for n, o, e in f.picks if applied.get((n, o)) is e}
+            for f in (*old, *new):
+                for name, owner, _ in f.picks:
+                    if (name, owner) in applied and (name, owner) not in mine:
+                        return True
+                    proto = name.rsplit("-", 1)[1]
+                    if name.startswith("nodeport-"):
+                        shared = refs.get("service-nodeports", {}).get(f"{proto} . {owner}", 0)
+                    else:
+                        ip, _, port = owner.partition(" . ")
+                        shared = refs.get("service-ips", {}).get(f"{ip} . {proto} . {port}", 0)
+                    if shared > 1:
+                        return True
+        return False
+
     def _incremental(self, changes: Changes) -> str:
         """The script for the changed services only, built from their old and new fragments.
 
@@ -833,6 +941,26 @@ class NftBackend:
         values: dict[tuple[str, str], str] = {}
         # (set or _CHAIN, key) -> change of its count by the changed services
         delta: dict[tuple[str, str], int] = {}
+        applied_picks = old_state.picks
+        # picks that change: key -> new endpoints (None: gone). A pick is the changed
+        # service's only while the applied tuple is its own (first claim, see NftState).
+        pick_updates: dict[PickKey, tuple[str, ...] | None] = {}
+        for old, _new in changes.values():
+            for f in old:
+                for name, owner, endpoints in f.picks:
+                    if applied_picks.get((name, owner)) is endpoints:
+                        pick_updates[(name, owner)] = None
+        for _old, new in changes.values():
+            for f in new:
+                for name, owner, endpoints in f.picks:
+                    key = (name, owner)
+                    # Free: let go by a changed service, or never claimed; first claim wins.
+                    if key in pick_updates:
+                        free = pick_updates[key] is None
+                    else:
+                        free = key not in applied_picks
+                    if free:
+                        pick_updates[key] = endpoints
         for old, new in changes.values():
             for f in old:
                 for name in f.chains:
@@ -901,13 +1029,16 @@ class NftBackend:
                 fresh.setdefault(set_name, []).append(_elem(key, want))
             if (want is None and key in current) or (want is not None and want != have):
                 elem_updates.append((set_name, key, want))
+        pick_gone, pick_fresh = _pick_diff(applied_picks, pick_updates, pick_updates.keys())
         out = head
         out += [f"delete element {_T} {n} {{ {', '.join(keys)} }}" for n, keys in gone.items()]
+        out += pick_gone
         out += [f"flush chain {_T} {name}" for name in flush]
         out += [f"delete chain {_T} {name}" for name in delete]
         out += [f"delete set {_T} {name}" for name in gone_sets]
         out += rules
         out += [f"add element {_T} {n} {{ {', '.join(e)} }}" for n, e in fresh.items()]
+        out += pick_fresh
         script = "\n".join(out) + "\n" if out else ""
         if script:
             try:
@@ -927,6 +1058,11 @@ class NftBackend:
                 del state.chains[name]
             else:
                 state.chains[name] = body
+        for key, endpoints in pick_updates.items():
+            if endpoints is None:
+                applied_picks.pop(key, None)
+            else:
+                applied_picks[key] = endpoints
         for set_name, key, want in elem_updates:
             elems = state.elements.setdefault(set_name, {})
             if want is None:
