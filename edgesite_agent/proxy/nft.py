@@ -81,18 +81,31 @@ BASE_CHAINS = {
 
 
 # One service IP's (or node port's) elements of an endpoints map: (map, owner, endpoints)
-# stands for `OWNER . i : ENDPOINT_i`. Kept as the endpoint strings the fragment has anyway
-# instead of two strings and a dict slot per endpoint (~20k strings at 10k endpoints, the
-# bulk of the proxy's memory; docs/agent.md): the element text is written when it is sent.
-Pick = tuple[str, str, tuple[str, ...]]
+# stands for `OWNER . i : ENDPOINT_i`, the endpoints packed as 6 bytes each (IPv4 address,
+# port) instead of two strings and a dict slot per endpoint (~20k strings at 10k endpoints,
+# the bulk of the proxy's memory; docs/agent.md): the element text is written when sent.
+Pick = tuple[str, str, bytes]
 PickKey = tuple[str, str]  # (map, owner)
 
 
 _PICKED: dict[str, str] = {}  # shared, never written to: see _shared_fragment
 
 
-def _pick_elems(owner: str, endpoints: tuple[str, ...]) -> list[str]:
-    return [f"{owner} . {i} : {ep}" for i, ep in enumerate(endpoints)]
+def _pack(endpoints: tuple[Endpoint, ...]) -> bytes:
+    # Built fresh per fragment even when equal: identity tells the owner (see NftState).
+    return b"".join([socket.inet_aton(ip) + port.to_bytes(2, "big") for ip, port in endpoints])
+
+
+def _unpack(packed: bytes) -> list[str]:
+    ntoa = socket.inet_ntoa
+    return [
+        f"{ntoa(packed[i : i + 4])} . {int.from_bytes(packed[i + 4 : i + 6], 'big')}"
+        for i in range(0, len(packed), 6)
+    ]
+
+
+def _pick_elems(owner: str, endpoints: bytes) -> list[str]:
+    return [f"{owner} . {i} : {ep}" for i, ep in enumerate(_unpack(endpoints))]
 
 
 class NftState(Record):
@@ -103,7 +116,7 @@ class NftState(Record):
         chains: dict[str, tuple[str, ...]] | None = None,
         sets: dict[str, str] | None = None,  # name -> declaration
         elements: dict[str, dict[str, str]] | None = None,  # set -> key -> value
-        picks: dict[PickKey, tuple[str, ...]] | None = None,  # the endpoints maps' elements
+        picks: dict[PickKey, bytes] | None = None,  # the endpoints maps' elements
     ) -> None:
         self.chains = {} if chains is None else chains
         self.sets = {} if sets is None else sets
@@ -201,8 +214,8 @@ def _shared_fragment(
 ) -> None:
     """Map elements only (plus the shared pick chains): policy Cluster, no affinity."""
     proto, port = sp.protocol, sp.port
-    endpoints = tuple([f"{ip} . {ep_port}" for ip, ep_port in sp.cluster_endpoints])
-    count = len(endpoints)
+    endpoints = _pack(sp.cluster_endpoints)
+    count = len(sp.cluster_endpoints)
     entries: dict[str, str] = {}
     for entry, ips in (("cluster", sp.cluster_ips), ("external", sp.external_ips)):
         if not ips:
@@ -374,7 +387,7 @@ def _set_lines(
     lines.append("\t}")
 
 
-def _picks_text(picks: Iterable[tuple[PickKey, tuple[str, ...]]]) -> dict[str, list[str]]:
+def _picks_text(picks: Iterable[tuple[PickKey, bytes]]) -> dict[str, list[str]]:
     """map -> element text of the given picks, in their order."""
     out: dict[str, list[str]] = {}
     for (name, owner), endpoints in picks:
@@ -441,7 +454,7 @@ class Parts:
         chains: list[tuple[str, tuple[str, ...]]] = []
         merged: dict[str, dict[str, str]] = {}
         sizes: dict[str, int] = {}
-        picks: list[tuple[PickKey, tuple[str, ...]]] = []
+        picks: list[tuple[PickKey, bytes]] = []
         for f in fragments:
             for name, owner, endpoints in f.picks:
                 if (name, owner) not in state.picks:  # first claim, as for map keys
@@ -595,8 +608,8 @@ _LISTING = f"list chains {FAMILY}\nlist sets {FAMILY}\nlist maps {FAMILY}\n"
 
 
 def _pick_diff(
-    old: dict[PickKey, tuple[str, ...]],
-    wanted: dict[PickKey, tuple[str, ...] | None] | dict[PickKey, tuple[str, ...]],
+    old: dict[PickKey, bytes],
+    wanted: dict[PickKey, bytes | None] | dict[PickKey, bytes],
     keys: Iterable[PickKey],
 ) -> tuple[list[str], list[str]]:
     """`delete element` and `add element` commands that turn the picks `old` into `wanted`.
@@ -606,9 +619,10 @@ def _pick_diff(
     gone: dict[str, list[str]] = {}
     fresh: dict[str, list[str]] = {}
     for key in sorted(keys):
-        before, after = old.get(key, ()), wanted.get(key) or ()
-        if before is after or before == after:
+        packed_before, packed_after = old.get(key, b""), wanted.get(key) or b""
+        if packed_before is packed_after or packed_before == packed_after:
             continue
+        before, after = _unpack(packed_before), _unpack(packed_after)
         name, owner = key
         for i, ep in enumerate(before):
             if i >= len(after) or after[i] != ep:
@@ -944,7 +958,7 @@ class NftBackend:
         applied_picks = old_state.picks
         # picks that change: key -> new endpoints (None: gone). A pick is the changed
         # service's only while the applied tuple is its own (first claim, see NftState).
-        pick_updates: dict[PickKey, tuple[str, ...] | None] = {}
+        pick_updates: dict[PickKey, bytes | None] = {}
         for old, _new in changes.values():
             for f in old:
                 for name, owner, endpoints in f.picks:
