@@ -54,8 +54,8 @@ def starts(host: str) -> list[dict]:
     return [json.loads(line) for line in out.stdout.splitlines()]
 
 
-# The k3s test stand-in serves no Kubernetes API, so the edge agent could never become ready
-# here; the agent role is tested against the test API server (molecule/edgesite_agent).
+# The edge agent play is skipped to keep these runs short: the agent runs against the
+# stand-in's test API in tests/k3s/test_day2.py and molecule/default.
 SKIP_EDGE_AGENT = ("--skip-tags", "edge_agent")
 
 
