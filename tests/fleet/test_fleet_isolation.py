@@ -33,18 +33,7 @@ CONVERGED = ("site1", "site2")
 BROKEN = "site3"
 PKI = "/etc/etcd/pki"
 
-pytestmark = [
-    pytest.mark.podman,
-    pytest.mark.root,
-    # roles/etcd takes its members from the whole masters group and runs its CA and cluster
-    # steps once per play (run_once), not once per site: a fleet with an external-etcd site
-    # fails in 'etcd : Decide bootstrap or join' and shares one CA between sites. Strict, so
-    # the marker must go when the role is fixed.
-    pytest.mark.xfail(
-        strict=True,
-        reason="roles/etcd is not site-aware (members from the global masters group, run_once)",
-    ),
-]
+pytestmark = [pytest.mark.podman, pytest.mark.root]
 
 
 @dataclass
