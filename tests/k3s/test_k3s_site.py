@@ -190,8 +190,14 @@ def test_upgrade_restarts_servers_one_at_a_time_then_workers(site, run_playbook)
         assert V2 in sh(host, "/usr/local/bin/k3s --version").stdout
     assert new_starts == sorted(new_starts)
     # Strictly one at a time: each master's gate passed before the next master was touched.
-    gates = [m.start() for m in re.finditer(r"Wait for the API to report ready", result.output)]
-    installs = [m.start() for m in re.finditer(r"Install the k3s binary", result.output)]
+    # Task headers only: a gate that retries under load also prints its name in a retry line.
+    gates = [
+        m.start()
+        for m in re.finditer(r"^TASK \[.*Wait for the API to report ready", result.output, re.M)
+    ]
+    installs = [
+        m.start() for m in re.finditer(r"^TASK \[.*Install the k3s binary", result.output, re.M)
+    ]
     assert len(gates) == 3 and len(installs) >= 4
     assert installs[0] < gates[0] < installs[1] < gates[1] < installs[2] < gates[2]
 
