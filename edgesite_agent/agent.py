@@ -89,7 +89,11 @@ class Agent:
         if cfg.proxy_enabled:
             from edgesite_agent.proxy import build_proxy
 
-            self.proxy = build_proxy(dict(cfg.proxy), cfg.node_name, log.getChild("proxy"))
+            # A full sync frees ~1 MiB of ruleset text and fragments in small pieces:
+            # trimmed, the deployed agent measures ~0.9 MiB less (docs/agent.md).
+            self.proxy = build_proxy(
+                dict(cfg.proxy), cfg.node_name, log.getChild("proxy"), self.allocator.trim
+            )
             # Its own Node too: keep_local_endpoints_when_disconnected reads its Ready condition.
             dispatcher.register(self.proxy, ["Service", "EndpointSlice", "Node"])
 

@@ -11,6 +11,7 @@ from edgesite_agent.proxy.config import ProxySettings, parse_settings
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see events.py)
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -33,8 +34,16 @@ class DisabledProxy:
         return True
 
 
-def build_proxy(settings: dict[str, Any] | None, node_name: str, log: logging.Logger) -> Any:
-    """Validate `settings` (ValueError naming the key) and build the proxy; call start()."""
+def build_proxy(
+    settings: dict[str, Any] | None,
+    node_name: str,
+    log: logging.Logger,
+    after_full_sync: Callable[[], None] | None = None,
+) -> Any:
+    """Validate `settings` (ValueError naming the key) and build the proxy; call start().
+
+    `after_full_sync` runs in the proxy's thread after each full sync has been applied.
+    """
     parsed = parse_settings(settings)
     if not node_name:
         raise ValueError("proxy: the node name is empty (needed to find local endpoints)")
@@ -44,7 +53,7 @@ def build_proxy(settings: dict[str, Any] | None, node_name: str, log: logging.Lo
     from edgesite_agent.proxy.runner import Runner
 
     prefix = ("ip", "netns", "exec", parsed.netns) if parsed.netns else ()
-    return Proxy(parsed, node_name, log, Runner(prefix=prefix))
+    return Proxy(parsed, node_name, log, Runner(prefix=prefix), after_full_sync)
 
 
 __all__ = ["ProxySettings", "build_proxy", "parse_settings"]

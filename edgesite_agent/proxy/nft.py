@@ -28,7 +28,6 @@ import contextlib
 import fcntl
 import os
 import socket
-import subprocess
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from itertools import chain
@@ -37,7 +36,7 @@ from edgesite_agent.proxy.config import ProxySettings
 from edgesite_agent.proxy.model import Endpoint, ServicePortModel, short_hash
 from edgesite_agent.proxy.nlprobe import table_exists
 from edgesite_agent.proxy.record import Record
-from edgesite_agent.proxy.runner import ApplyError, Runner
+from edgesite_agent.proxy.runner import ApplyError, Child, ChildTimeout, Runner
 
 TABLE = "edgesite"
 FAMILY = "ip"
@@ -205,42 +204,77 @@ def _pick_chain(
     return f"pick-{entry}-{proto}-{count}", (*masq, pick)
 
 
+# Equal pieces of many service ports' fragments, made once per backend (its settings are
+# fixed): (protocol, endpoint count, cluster IPs?, external IPs?, node port?) -> the pick
+# chains and the verdict strings. A thousand services of one shape then share one chain
+# table and one verdict string instead of a dict and a string each.
+SharedPieces = dict[tuple[object, ...], tuple[dict[str, tuple[str, ...]], dict[str, str]]]
+SHARED_PIECES_MAX = 1024  # shapes kept; more (never seen) are built fresh and not kept
+_ENDPOINT_MAPS = {p: (f"endpoints-{p}", f"nodeport-endpoints-{p}") for p in PROTOCOLS}
+
+
+def _shared_pieces(
+    sp: ServicePortModel, settings: ProxySettings, memo: SharedPieces | None
+) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    proto, count = sp.protocol, len(sp.cluster_endpoints)
+    key = (proto, count, bool(sp.cluster_ips), bool(sp.external_ips), bool(sp.node_port))
+    found = memo.get(key) if memo is not None else None
+    if found is not None:
+        return found
+    chains: dict[str, tuple[str, ...]] = {}
+    gotos: dict[str, str] = {}
+    for entry, wanted in (
+        ("cluster", sp.cluster_ips),
+        ("external", sp.external_ips),
+        ("nodeport", sp.node_port),
+    ):
+        if wanted:
+            name, rules = _pick_chain(entry, proto, count, settings)
+            chains[name] = rules
+            gotos[entry] = f"goto {name}"
+    if memo is not None and len(memo) < SHARED_PIECES_MAX:
+        memo[key] = (chains, gotos)
+    return chains, gotos
+
+
 def _shared_fragment(
     sp: ServicePortModel,
     settings: ProxySettings,
-    chains: dict[str, tuple[str, ...]],
     elements: dict[str, dict[str, str]],
     picks: list[Pick],
-) -> None:
-    """Map elements only (plus the shared pick chains): policy Cluster, no affinity."""
+    memo: SharedPieces | None,
+) -> dict[str, tuple[str, ...]]:
+    """Map elements only (plus the shared pick chains): policy Cluster, no affinity.
+
+    Returns the chains (shared: never to be changed by the caller).
+    """
     proto, port = sp.protocol, sp.port
     endpoints = _pack(sp.cluster_endpoints)
-    count = len(sp.cluster_endpoints)
+    chains, gotos = _shared_pieces(sp, settings, memo)
+    emap, nodeport_emap = _ENDPOINT_MAPS[proto]
     entries: dict[str, str] = {}
     for entry, ips in (("cluster", sp.cluster_ips), ("external", sp.external_ips)):
-        if not ips:
-            continue
-        name, rules = _pick_chain(entry, proto, count, settings)
-        chains[name] = rules
         for ip in ips:
-            entries[f"{ip} . {proto} . {port}"] = f"goto {name}"
-            picks.append((f"endpoints-{proto}", f"{ip} . {port}", endpoints))
+            entries[f"{ip} . {proto} . {port}"] = gotos[entry]
+            picks.append((emap, f"{ip} . {port}", endpoints))
     if entries:
         elements["service-ips"] = entries
         # No elements (the picks hold them): names the map here so that a ruleset declares
         # the maps in the same order as before picks existed.
-        elements[f"endpoints-{proto}"] = _PICKED
+        elements[emap] = _PICKED
     if sp.node_port:
-        name, rules = _pick_chain("nodeport", proto, count, settings)
-        chains[name] = rules
-        elements["service-nodeports"] = {f"{proto} . {sp.node_port}": f"goto {name}"}
-        picks.append((f"nodeport-endpoints-{proto}", str(sp.node_port), endpoints))
-        elements[f"nodeport-endpoints-{proto}"] = _PICKED
+        elements["service-nodeports"] = {f"{proto} . {sp.node_port}": gotos["nodeport"]}
+        picks.append((nodeport_emap, str(sp.node_port), endpoints))
+        elements[nodeport_emap] = _PICKED
     if sp.hairpin_ips:
         elements["hairpin"] = {f"{ip} . {ip}": "" for ip in sp.hairpin_ips}
+    return chains
 
 
-def render_fragment(sp: ServicePortModel, settings: ProxySettings) -> Fragment:
+def render_fragment(
+    sp: ServicePortModel, settings: ProxySettings, memo: SharedPieces | None = None
+) -> Fragment:
+    """What `sp` adds to the table; `memo` (one per settings) shares equal pieces."""
     chains: dict[str, tuple[str, ...]] = {}
     sets: dict[str, str] = {}
     elements: dict[str, dict[str, str]] = {}  # only the sets this service port uses
@@ -258,7 +292,7 @@ def render_fragment(sp: ServicePortModel, settings: ProxySettings) -> Fragment:
 
     if not sp.affinity_timeout and not sp.needs_local_chain:
         picks: list[Pick] = []
-        _shared_fragment(sp, settings, chains, elements, picks)
+        chains = _shared_fragment(sp, settings, elements, picks, memo)
         return Fragment(chains, sets, elements, tuple(picks))
     digest = short_hash(sp.key, 8)
     svc = _chain_name("svc", sp, digest)
@@ -687,22 +721,16 @@ class FullApply:
         self.chunks = [head_text(head)]  # the table block, kept for a recreate retry
         self.pending: deque[memoryview] = deque()
         self.error: str | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Child | None = None
         self.fd = -1
         self.queued = 0  # bytes queued since the last write
         try:
             # -t: the listing at the start of the input leaves out set elements.
-            self.proc = self.runner.spawn(
-                ["nft", "-t", "-f", "/proc/self/fd/0"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-        except (ApplyError, OSError) as exc:
+            self.proc = self.runner.spawn(["nft", "-t", "-f", "/proc/self/fd/0"])
+        except ApplyError as exc:
             self.error = str(exc)
             return
-        assert self.proc.stdin is not None
-        self.fd = self.proc.stdin.fileno()
+        self.fd = self.proc.stdin_fd
         with contextlib.suppress(OSError):
             # A 1 MiB pipe holds a 1k-service ruleset: we rarely wait for nft at all.
             fcntl.fcntl(self.fd, fcntl.F_SETPIPE_SZ, 1 << 20)
@@ -751,24 +779,16 @@ class FullApply:
                 self.pending.popleft()
 
     def _close(self) -> None:
-        if self.proc is not None and self.proc.stdin is not None:
+        if self.proc is not None:
             with contextlib.suppress(OSError):
-                self.proc.stdin.close()
-            self.proc.stdin = None
+                self.proc.close_stdin()
         self.fd = -1
 
     def abort(self) -> None:
         """Nothing is applied: nft is killed before it has the end of the block."""
         self._close()
-        proc = self.proc
-        if proc is not None:
-            if proc.poll() is None:
-                proc.kill()
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+        if self.proc is not None:
+            self.proc.close()
 
     def finish(self) -> str:
         try:
@@ -796,14 +816,16 @@ class FullApply:
             state, refs = self.state, None
         try:
             out, err = self.proc.communicate(timeout=self.runner.timeout)
-        except subprocess.TimeoutExpired as exc:
+        except (OSError, ChildTimeout) as exc:
             raise ApplyError(f"nft: {exc}") from exc
         recreated = False
-        if self.proc.returncode != 0:
+        code = self.proc.returncode
+        assert code is not None  # communicate reaped nft
+        if code != 0:
             # Something we do not expect is in our table (a base chain edited by hand,
             # a set redefined): replace the table wholesale, still in one transaction.
             backend.applied = None
-            first = _error_text(self.proc.returncode, err)
+            first = _error_text(code, err)
             try:
                 self.runner.run(["nft", "-f", "-"], recreate_script_of(self.chunks))
             except ApplyError as exc:
@@ -832,7 +854,8 @@ def _error_text(code: int, err: bytes) -> str:
     return f"nft -f exited {code}: {' | '.join(lines[:6])}"
 
 
-Changes = dict[str, tuple[list[Fragment], list[Fragment]]]  # service -> (old, new) fragments
+# service -> (old, new) fragments
+Changes = dict[str, tuple[tuple[Fragment, ...], tuple[Fragment, ...]]]
 _CHAIN = ":chain"  # refs entry for the chains; no set name has a colon
 # set name (or _CHAIN) -> element key (or chain name) -> how many service ports want it, kept
 # only for counts of 2 or more: almost every element is wanted by one service port, and a
@@ -856,18 +879,14 @@ class NftBackend:
         # Fragments are never changed once built: equal chain tables (most services use the
         # same shared pick chain) and the empty set table are kept once, not once per
         # service (~0.4 MiB at 1,000 services).
-        self._shared_chains: dict[tuple[object, ...], dict[str, tuple[str, ...]]] = {}
+        self._shared_pieces: SharedPieces = {}
         self._no_sets: dict[str, str] = {}
 
     def render(self, fragments: list[Fragment]) -> NftState:
         return merge(self.base, fragments)
 
     def fragment(self, sp: ServicePortModel) -> Fragment:
-        frag = render_fragment(sp, self.settings)
-        shared = self._shared_chains
-        if len(shared) >= 1024:  # bounded: chain tables no longer used cannot pile up
-            shared.clear()
-        frag.chains = shared.setdefault(tuple(frag.chains.items()), frag.chains)
+        frag = render_fragment(sp, self.settings, self._shared_pieces)
         if not frag.sets:
             frag.sets = self._no_sets
         return frag

@@ -18,9 +18,12 @@ from edgesite_agent.proxy.runner import ApplyError, Runner
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see events.py)
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Callable
     from typing import Any
 
     from edgesite_agent.proxy.backends import Backend
+
+    Frags = tuple[Any, ...]  # one service's fragments (one per service port)
 
 KINDS = ("Service", "EndpointSlice")
 
@@ -34,8 +37,11 @@ class Proxy:
         node_name: str,
         log: logging.Logger,
         runner: Runner | None = None,
+        after_full_sync: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        # The agent hands the freed heap of a full sync back to the OS here (docs/agent.md).
+        self._after_full_sync = after_full_sync
         self.node_name = node_name
         self.log = log
         self.runner = runner or Runner()
@@ -50,7 +56,7 @@ class Proxy:
         self._ready = threading.Event()
         self._backend: Backend | None = None
         # service key -> its rendered fragments; rebuilt only for changed services
-        self._fragments: dict[str, list[Any]] = {}
+        self._fragments: dict[str, Frags] = {}
         self.stats = {"syncs": 0, "full_syncs": 0, "failures": 0}
         self.last_error: str | None = None
         self._applying = False
@@ -181,7 +187,7 @@ class Proxy:
                 full = full or len(dirty) > max(64, len(self._fragments) // 2)
                 assert self._backend is not None
                 session = None
-                changes: dict[str, tuple[list[Any], list[Any]]] = {}
+                changes: dict[str, tuple[Frags, Frags]] = {}
                 if full or self._backend.applied is None:
                     # Each service goes to the backend as soon as it is built: nft parses
                     # the first services while the later ones are still being built.
@@ -197,7 +203,7 @@ class Proxy:
                 # and only when the backend needs the whole state.
                 snapshot = self._fragments
 
-                def all_fragments(snapshot: dict[str, list[Any]] = snapshot) -> list[Any]:
+                def all_fragments(snapshot: dict[str, Frags] = snapshot) -> list[Any]:
                     return [f for key in sorted(snapshot) for f in snapshot[key]]
 
                 self._applying = True
@@ -226,6 +232,8 @@ class Proxy:
             if mode == "full":
                 last_full = last_sync
                 self.stats["full_syncs"] += 1
+                if self._after_full_sync is not None:
+                    self._after_full_sync()
             self.stats["syncs"] += 1
             with self._lock:
                 self._full_needed = False
@@ -246,7 +254,7 @@ class Proxy:
                 )
                 self._ready.set()
 
-    def _rebuild(self, dirty: set[str]) -> dict[str, tuple[list[Any], list[Any]]]:
+    def _rebuild(self, dirty: set[str]) -> dict[str, tuple[Frags, Frags]]:
         """Re-render only the services that changed (called with the lock held).
 
         Returns service -> (old fragments, new fragments), for backends that apply deltas.
@@ -262,16 +270,17 @@ class Proxy:
             if frags:
                 session.add(frags)
 
-    def _rebuild_one(self, key: str, keep: bool) -> tuple[list[Any], list[Any]]:
+    def _rebuild_one(self, key: str, keep: bool) -> tuple[Frags, Frags]:
         assert self._backend is not None
-        old = self._fragments.get(key, [])
+        old = self._fragments.get(key, ())
         svc = self._cache.services.get(key)
         if svc is None:
             self._fragments.pop(key, None)
             self._track_udp(key, set())
-            return old, []
+            return old, ()
         ports = build_service(svc, self._cache.slices_of(key), self.node_name, keep)
-        new = self._fragments[key] = [self._backend.fragment(sp) for sp in ports]
+        # A tuple: a thousand one-element lists would each keep room to grow.
+        new = self._fragments[key] = tuple([self._backend.fragment(sp) for sp in ports])
         self._track_udp(key, udp_endpoints(ports))
         return old, new
 
