@@ -89,8 +89,8 @@ class Agent:
         if cfg.proxy_enabled:
             from edgesite_agent.proxy import build_proxy
 
-            # A full sync frees ~1 MiB of ruleset text and fragments in small pieces:
-            # trimmed, the deployed agent measures ~0.9 MiB less (docs/agent.md).
+            # A full sync frees ~1 MiB of ruleset text and fragments in small pieces (a
+            # delta less): trimmed, the deployed agent measures ~0.9 MiB less (docs/agent.md).
             self.proxy = build_proxy(
                 dict(cfg.proxy), cfg.node_name, log.getChild("proxy"), self.allocator.trim
             )

@@ -38,11 +38,11 @@ def build_proxy(
     settings: dict[str, Any] | None,
     node_name: str,
     log: logging.Logger,
-    after_full_sync: Callable[[], None] | None = None,
+    after_sync: Callable[[], None] | None = None,
 ) -> Any:
     """Validate `settings` (ValueError naming the key) and build the proxy; call start().
 
-    `after_full_sync` runs in the proxy's thread after each full sync has been applied.
+    `after_sync` runs in the proxy's thread after each sync that changed the rules.
     """
     parsed = parse_settings(settings)
     if not node_name:
@@ -53,7 +53,7 @@ def build_proxy(
     from edgesite_agent.proxy.runner import Runner
 
     prefix = ("ip", "netns", "exec", parsed.netns) if parsed.netns else ()
-    return Proxy(parsed, node_name, log, Runner(prefix=prefix), after_full_sync)
+    return Proxy(parsed, node_name, log, Runner(prefix=prefix), after_sync)
 
 
 __all__ = ["ProxySettings", "build_proxy", "parse_settings"]

@@ -37,11 +37,11 @@ class Proxy:
         node_name: str,
         log: logging.Logger,
         runner: Runner | None = None,
-        after_full_sync: Callable[[], None] | None = None,
+        after_sync: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
-        # The agent hands the freed heap of a full sync back to the OS here (docs/agent.md).
-        self._after_full_sync = after_full_sync
+        # The agent hands the heap a sync freed back to the OS here (docs/agent.md).
+        self._after_sync = after_sync
         self.node_name = node_name
         self.log = log
         self.runner = runner or Runner()
@@ -232,8 +232,8 @@ class Proxy:
             if mode == "full":
                 last_full = last_sync
                 self.stats["full_syncs"] += 1
-                if self._after_full_sync is not None:
-                    self._after_full_sync()
+            if mode != "noop" and self._after_sync is not None:
+                self._after_sync()
             self.stats["syncs"] += 1
             with self._lock:
                 self._full_needed = False
