@@ -104,7 +104,12 @@ def _unpack(packed: bytes) -> list[str]:
 
 
 def _pick_elems(owner: str, endpoints: bytes) -> list[str]:
-    return [f"{owner} . {i} : {ep}" for i, ep in enumerate(_unpack(endpoints))]
+    # One pass, no intermediate endpoint strings: this writes every endpoint of a full sync.
+    ntoa = socket.inet_ntoa
+    return [
+        f"{owner} . {i} : {ntoa(endpoints[j : j + 4])} . {endpoints[j + 4] << 8 | endpoints[j + 5]}"
+        for i, j in enumerate(range(0, len(endpoints), 6))
+    ]
 
 
 class NftState(Record):
@@ -249,7 +254,9 @@ def _shared_fragment(
     Returns the chains (shared: never to be changed by the caller).
     """
     proto, port = sp.protocol, sp.port
-    endpoints = _pack(sp.cluster_endpoints)
+    endpoints = sp.packed_endpoints
+    if endpoints is None:
+        endpoints = _pack(sp.cluster_endpoints)
     chains, gotos = _shared_pieces(sp, settings, memo)
     emap, nodeport_emap = _ENDPOINT_MAPS[proto]
     entries: dict[str, str] = {}

@@ -137,3 +137,36 @@ def test_partial_nft_update_touches_only_the_changed_service() -> None:
     assert "10.96.0.10 . tcp . 80 : goto pick-cluster-tcp-1" in script
     assert "10.96.0.20" not in script and "30080" not in script
     assert nft.partial_script(after, after) == ""
+
+
+def test_one_slice_fast_path_chooses_as_the_general_rule() -> None:
+    """The single-slice path reads the packed records directly; it must choose exactly what
+    the general path (`_usable` over decoded endpoints, for any number of slices) chooses:
+    cluster, this node, hairpin, for random mixes of conditions and nodes, with and without
+    keeping local endpoints."""
+    import random
+    import socket
+
+    from edgesite_agent.proxy.cache import parse_slice
+    from edgesite_agent.proxy.model import _from_one_slice, _from_slices
+
+    rng = random.Random(7)
+    for case in range(400):
+        eps = []
+        for n in range(rng.randint(1, 12)):
+            cond = {k: rng.choice([True, False, None]) for k in ("ready", "serving", "terminating")}
+            ep = {"addresses": [f"10.9.{case % 200}.{n + 1}"], "conditions": cond}
+            node = rng.choice([NODE, "other-1", "other-2", None])
+            if node is not None:
+                ep["nodeName"] = node
+            eps.append(ep)
+        sl = parse_slice({
+            "metadata": {"name": f"s{case}", "namespace": "ns",
+                         "labels": {"kubernetes.io/service-name": "svc"}},
+            "addressType": "IPv4", "endpoints": eps,
+            "ports": [{"name": "p", "port": 8080, "protocol": "TCP"}]})  # fmt: skip
+        assert sl is not None
+        for keep in (False, True):
+            want = _from_slices([(8080, sl)], NODE, keep)
+            want_packed = b"".join(socket.inet_aton(ip) + b"\x1f\x90" for ip, _ in want[0])
+            assert _from_one_slice(sl, 8080, NODE, keep) == (*want, want_packed), (case, keep)
