@@ -24,8 +24,8 @@ class ServicePortModel(Record):
     changes, rendered into rules, dropped."""
 
     __slots__ = (
+        "_cluster_endpoints",
         "affinity_timeout",
-        "cluster_endpoints",
         "cluster_ips",
         "external_ips",
         "external_local",
@@ -50,7 +50,8 @@ class ServicePortModel(Record):
         affinity_timeout: int | None,
         internal_local: bool,
         external_local: bool,
-        cluster_endpoints: tuple[Endpoint, ...],  # usable endpoints anywhere in the cluster
+        # usable endpoints anywhere in the cluster; None: decoded from packed_endpoints
+        cluster_endpoints: tuple[Endpoint, ...] | None,
         local_endpoints: tuple[Endpoint, ...],  # usable endpoints on this node
         hairpin_ips: tuple[str, ...],  # endpoints that may reach themselves via the service
         # cluster_endpoints as 4 address and 2 port bytes each, when the builder has them
@@ -65,7 +66,7 @@ class ServicePortModel(Record):
         self.affinity_timeout = affinity_timeout
         self.internal_local = internal_local
         self.external_local = external_local
-        self.cluster_endpoints = cluster_endpoints
+        self._cluster_endpoints = cluster_endpoints
         self.local_endpoints = local_endpoints
         self.hairpin_ips = hairpin_ips
         self.packed_endpoints = packed_endpoints
@@ -74,9 +75,43 @@ class ServicePortModel(Record):
     def hash(self) -> str:
         return short_hash(self.key, 16)
 
+    # Compared and shown by their values, whichever form they were built in.
+    _fields = (
+        "affinity_timeout",
+        "cluster_endpoints",
+        "cluster_ips",
+        "external_ips",
+        "external_local",
+        "hairpin_ips",
+        "internal_local",
+        "key",
+        "local_endpoints",
+        "node_port",
+        "packed_endpoints",
+        "port",
+        "protocol",
+    )
+
+    @property
+    def cluster_endpoints(self) -> tuple[Endpoint, ...]:
+        """Decoded on first use: the shared pick chains only need the packed form."""
+        if self._cluster_endpoints is None:
+            packed, ntoa = self.packed_endpoints or b"", socket.inet_ntoa
+            self._cluster_endpoints = tuple(
+                (ntoa(packed[i : i + 4]), packed[i + 4] << 8 | packed[i + 5])
+                for i in range(0, len(packed), 6)
+            )
+        return self._cluster_endpoints
+
+    @property
+    def endpoint_count(self) -> int:
+        if self._cluster_endpoints is None:
+            return len(self.packed_endpoints or b"") // 6
+        return len(self._cluster_endpoints)
+
     @property
     def has_endpoints(self) -> bool:
-        return bool(self.cluster_endpoints)
+        return self.endpoint_count > 0
 
     @property
     def needs_local_chain(self) -> bool:
@@ -189,9 +224,9 @@ def _from_slices(
 
 def _from_one_slice(
     sl: SliceInfo, port: int, node_name: str, keep_local_unready: bool
-) -> tuple[tuple[Endpoint, ...], tuple[Endpoint, ...], tuple[str, ...], bytes]:
-    """(cluster endpoints, local endpoints, hairpin IPs, cluster endpoints packed) of a port
-    served by one slice.
+) -> tuple[None, tuple[Endpoint, ...], tuple[str, ...], bytes]:
+    """(None, local endpoints, hairpin IPs, cluster endpoints packed) of a port served by
+    one slice: the model decodes the cluster endpoints from the packed form if asked.
 
     The same choice as the general path (`_usable` over the slice's endpoints, for the
     cluster and for this node), read straight from the packed records: this runs for every
@@ -200,14 +235,14 @@ def _from_one_slice(
     data, ntoa = sl.endpoints, socket.inet_ntoa
     nodes = sl.nodes
     here = nodes.index(node_name) + 1 if node_name in nodes else -1
-    ready: list[Endpoint] = []
-    fallback: list[Endpoint] = []  # serving and terminating: used only when none is ready
+    # The 4 address bytes of each usable endpoint (for the packed form); text only for the
+    # few on this node or without one (local endpoints, hairpin).
+    raw_ready: list[bytes] = []
+    raw_fallback: list[bytes] = []  # serving and terminating: used only when none is ready
     ready_here: list[Endpoint] = []
     fallback_here: list[Endpoint] = []
     ready_hairpin: list[str] = []
     fallback_hairpin: list[str] = []
-    raw_ready: list[bytes] = []  # the 4 address bytes of each, for the packed form
-    raw_fallback: list[bytes] = []
     for i in range(0, len(data), _RECORD):
         bits = data[i + 4]
         node = (data[i + 5] << 8) | data[i + 6]
@@ -217,33 +252,29 @@ def _from_one_slice(
             # this node; the pods themselves still run and serve.
             bits = READY | SERVING
         if bits & READY:
-            raw = data[i : i + 4]
-            ip = ntoa(raw)
-            ready.append((ip, port))
-            raw_ready.append(raw)
-            if local:
-                ready_here.append((ip, port))
+            raw_ready.append(data[i : i + 4])
             if local or not node:
+                ip = ntoa(data[i : i + 4])
                 ready_hairpin.append(ip)
+                if local:
+                    ready_here.append((ip, port))
         elif bits & SERVING and bits & TERMINATING:
-            raw = data[i : i + 4]
-            ip = ntoa(raw)
-            fallback.append((ip, port))
-            raw_fallback.append(raw)
-            if local:
-                fallback_here.append((ip, port))
+            raw_fallback.append(data[i : i + 4])
             if local or not node:
+                ip = ntoa(data[i : i + 4])
                 fallback_hairpin.append(ip)
-    if ready:
-        cluster, hairpin, raws = ready, ready_hairpin, raw_ready
+                if local:
+                    fallback_here.append((ip, port))
+    if raw_ready:
+        hairpin, raws = ready_hairpin, raw_ready
     else:
-        cluster, hairpin, raws = fallback, fallback_hairpin, raw_fallback
+        hairpin, raws = fallback_hairpin, raw_fallback
     # Address, port, address, port ...: one join. A new bytes object per service port (the
     # trailing concatenation makes it so even for one endpoint): its identity tells the
     # owner of a pick (nft.py).
     port_bytes = port.to_bytes(2, "big")
     packed = port_bytes.join(raws) + port_bytes if raws else b""
-    return tuple(cluster), tuple(ready_here or fallback_here), tuple(hairpin), packed
+    return None, tuple(ready_here or fallback_here), tuple(hairpin), packed
 
 
 def build_model(

@@ -221,7 +221,7 @@ _ENDPOINT_MAPS = {p: (f"endpoints-{p}", f"nodeport-endpoints-{p}") for p in PROT
 def _shared_pieces(
     sp: ServicePortModel, settings: ProxySettings, memo: SharedPieces | None
 ) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
-    proto, count = sp.protocol, len(sp.cluster_endpoints)
+    proto, count = sp.protocol, sp.endpoint_count
     key = (proto, count, bool(sp.cluster_ips), bool(sp.external_ips), bool(sp.node_port))
     found = memo.get(key) if memo is not None else None
     if found is not None:
