@@ -106,6 +106,16 @@ def _unpack(packed: bytes) -> list[str]:
 def _pick_elems(owner: str, endpoints: bytes) -> list[str]:
     # One pass, no intermediate endpoint strings: this writes every endpoint of a full sync.
     ntoa = socket.inet_ntoa
+    count = len(endpoints) // 6
+    high, low = endpoints[4::6], endpoints[5::6]  # the port bytes of every endpoint
+    if high == high[:1] * count and low == low[:1] * count:
+        # One target port for all (nearly always): its text once, not once per endpoint.
+        port = f" . {endpoints[4] << 8 | endpoints[5]}"
+        prefix = f"{owner} . "
+        return [
+            f"{prefix}{i} : {ntoa(endpoints[j : j + 4])}{port}"
+            for i, j in enumerate(range(0, len(endpoints), 6))
+        ]
     return [
         f"{owner} . {i} : {ntoa(endpoints[j : j + 4])} . {endpoints[j + 4] << 8 | endpoints[j + 5]}"
         for i, j in enumerate(range(0, len(endpoints), 6))

@@ -172,3 +172,16 @@ def test_one_slice_fast_path_chooses_as_the_general_rule() -> None:
             # The cluster endpoints come packed only (the model decodes them when asked).
             got = _from_one_slice(sl, 8080, NODE, keep)
             assert got == (None, want[1], want[2], want_packed), (case, keep)
+
+
+def test_pick_elements_name_each_endpoints_own_port() -> None:
+    """One target port (written once) and mixed ports (slices of one service can resolve a
+    named port differently) give the same element text as writing each endpoint."""
+    from edgesite_agent.proxy.nft import _pack, _pick_elems
+
+    same = (("10.0.0.1", 8080), ("10.0.0.2", 8080), ("10.0.0.3", 8080))
+    mixed = (("10.0.0.1", 8080), ("10.0.0.2", 9090), ("10.0.0.3", 8080))
+    for endpoints in (same, mixed, same[:1]):
+        assert _pick_elems("10.96.0.1 . 80", _pack(endpoints)) == [
+            f"10.96.0.1 . 80 . {i} : {ip} . {port}" for i, (ip, port) in enumerate(endpoints)
+        ]
