@@ -76,21 +76,7 @@ class ServicePortModel(Record):
         return short_hash(self.key, 16)
 
     # Compared and shown by their values, whichever form they were built in.
-    _fields = (
-        "affinity_timeout",
-        "cluster_endpoints",
-        "cluster_ips",
-        "external_ips",
-        "external_local",
-        "hairpin_ips",
-        "internal_local",
-        "key",
-        "local_endpoints",
-        "node_port",
-        "packed_endpoints",
-        "port",
-        "protocol",
-    )
+    _fields = tuple(name.lstrip("_") for name in __slots__)
 
     @property
     def cluster_endpoints(self) -> tuple[Endpoint, ...]:
@@ -252,19 +238,17 @@ def _from_one_slice(
             # this node; the pods themselves still run and serve.
             bits = READY | SERVING
         if bits & READY:
-            raw_ready.append(data[i : i + 4])
-            if local or not node:
-                ip = ntoa(data[i : i + 4])
-                ready_hairpin.append(ip)
-                if local:
-                    ready_here.append((ip, port))
+            raws, here_eps, hairpin = raw_ready, ready_here, ready_hairpin
         elif bits & SERVING and bits & TERMINATING:
-            raw_fallback.append(data[i : i + 4])
-            if local or not node:
-                ip = ntoa(data[i : i + 4])
-                fallback_hairpin.append(ip)
-                if local:
-                    fallback_here.append((ip, port))
+            raws, here_eps, hairpin = raw_fallback, fallback_here, fallback_hairpin
+        else:
+            continue
+        raws.append(data[i : i + 4])
+        if local or not node:
+            ip = ntoa(data[i : i + 4])
+            hairpin.append(ip)
+            if local:
+                here_eps.append((ip, port))
     if raw_ready:
         hairpin, raws = ready_hairpin, raw_ready
     else:

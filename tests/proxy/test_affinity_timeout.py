@@ -16,7 +16,6 @@ topology of `netns.py`, in namespaces named `esaff*` of our own). With
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
@@ -31,12 +30,9 @@ from typing import Any
 import pytest
 
 from edgesite_agent.events import EventType
-from edgesite_agent.proxy.backends import cleanup_all
-from edgesite_agent.proxy.config import IPTABLES_VARIANTS, parse_settings
-from edgesite_agent.proxy.proxy import Proxy
-from edgesite_agent.proxy.runner import Runner
 from tests.proxy.netns import BACKEND_PORT, CLIENT_IP, HERE, Topology, sh
-from tests.proxy.shapes import NODE, endpoint, endpoint_slice, service, tcp
+from tests.proxy.running import BACKENDS, running_proxy
+from tests.proxy.shapes import endpoint, endpoint_slice, service, tcp
 
 pytestmark = [
     pytest.mark.root,
@@ -168,30 +164,10 @@ def topo() -> Iterator[AffinityTopology]:
         t.destroy()
 
 
-@pytest.fixture(scope="module", params=["nftables", "iptables", "iptables-legacy"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def programmed(request: pytest.FixtureRequest, topo: AffinityTopology) -> Iterator[AffinityState]:
     """A proxy programming the node namespace with the backend under test."""
-    backend, variant = request.param, "system"
-    if backend == "iptables-legacy":
-        backend, variant = "iptables", "legacy"
-    tool = {"nftables": "nft", "iptables": f"{IPTABLES_VARIANTS[variant]}-restore"}[backend]
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} not installed")
-    settings = parse_settings(
-        {
-            "backend": backend,
-            "iptables_variant": variant,
-            "min_sync_interval": 0.0,
-            "cluster_cidrs": ["10.244.0.0/16"],
-        }
-    )
-    runner = Runner(prefix=("ip", "netns", "exec", topo.node))
-    proxy = Proxy(settings, NODE, logging.getLogger("test.proxy.affinity"), runner)
-    proxy.on_synced("Service")
-    proxy.on_synced("EndpointSlice")
-    proxy.start()
-    try:
-        assert proxy.wait_ready(20), proxy.last_error
+    with running_proxy(request.param, topo.node, "test.proxy.affinity") as (proxy, iptables):
         objects: list[dict[str, Any]] = [
             service(
                 "sticky-short",
@@ -209,11 +185,8 @@ def programmed(request: pytest.FixtureRequest, topo: AffinityTopology) -> Iterat
         for obj in objects:
             proxy.on_event(obj["kind"], EventType.MODIFIED, obj)
         assert proxy.wait_idle(20), f"rules not applied: {proxy.last_error}"
-        assert proxy._backend is not None and proxy._backend.name == backend
-        yield AffinityState(backend, topo.node, IPTABLES_VARIANTS[variant])
-    finally:
-        proxy.stop()
-        cleanup_all(runner)
+        assert proxy._backend is not None
+        yield AffinityState(proxy._backend.name, topo.node, iptables)
 
 
 @pytest.fixture

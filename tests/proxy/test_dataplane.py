@@ -6,7 +6,6 @@ proxy maintains; backends in their own namespaces answer with their names.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import socket
@@ -18,10 +17,9 @@ from typing import Any
 import pytest
 
 from edgesite_agent.events import EventType
-from edgesite_agent.proxy.config import IPTABLES_VARIANTS, parse_settings
 from edgesite_agent.proxy.proxy import Proxy
-from edgesite_agent.proxy.runner import Runner
 from tests.proxy.netns import BACKEND_PORT, NODE_IP, NODE_LISTENER_PORT, Topology
+from tests.proxy.running import BACKENDS, running_proxy
 from tests.proxy.shapes import NODE, endpoint, endpoint_slice, service, tcp
 
 pytestmark = [
@@ -64,37 +62,10 @@ class Harness:
         return [endpoint(self.topo.backend_ip(i), node=nodes.get(i, NODE)) for i in indexes]
 
 
-@pytest.fixture(scope="module", params=["nftables", "iptables", "iptables-legacy"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def harness(request: pytest.FixtureRequest, topo: Topology) -> Iterator[Harness]:
-    backend = request.param
-    variant = "system"
-    if backend == "iptables-legacy":
-        backend, variant = "iptables", "legacy"
-    tool = {"nftables": "nft", "iptables": f"{IPTABLES_VARIANTS[variant]}-restore"}[backend]
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} not installed")
-    settings = parse_settings(
-        {
-            "backend": backend,
-            "iptables_variant": variant,
-            "min_sync_interval": 0.0,
-            "cluster_cidrs": ["10.244.0.0/16"],
-        }
-    )
-    runner = Runner(prefix=("ip", "netns", "exec", topo.node))
-    proxy = Proxy(settings, NODE, logging.getLogger("test.proxy"), runner)
-    proxy.on_synced("Service")
-    proxy.on_synced("EndpointSlice")
-    proxy.start()
-    try:
-        assert proxy.wait_ready(20), proxy.last_error
-        assert proxy._backend is not None and proxy._backend.name == backend
-        yield Harness(topo, proxy, IPTABLES_VARIANTS[variant])
-    finally:
-        proxy.stop()
-        from edgesite_agent.proxy.backends import cleanup_all
-
-        cleanup_all(runner)
+    with running_proxy(request.param, topo.node, "test.proxy") as (proxy, iptables):
+        yield Harness(topo, proxy, iptables)
 
 
 def test_clusterip_spreads_over_three_endpoints(harness: Harness) -> None:
