@@ -92,6 +92,7 @@ VARIANTS: dict[str, list[tuple[str, str, str | None]]] = {
     "edgesite, no profile_tasks": [
         ("defaults", "callbacks_enabled", "edgesite.fleet.site_recap"),
     ],
+    "edgesite, facts injected as vars": [("defaults", "inject_facts_as_vars", "true")],
 }
 # Keys of ansible.cfg that hold paths relative to the file (Ansible resolves them so).
 PATH_KEYS = ("inventory", "roles_path", "collections_path", "fact_caching_connection")
