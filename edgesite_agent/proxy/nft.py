@@ -36,7 +36,14 @@ from edgesite_agent.proxy.config import ProxySettings
 from edgesite_agent.proxy.model import Endpoint, ServicePortModel, short_hash
 from edgesite_agent.proxy.nlprobe import table_exists
 from edgesite_agent.proxy.record import Record
-from edgesite_agent.proxy.runner import ApplyError, Child, ChildTimeout, Runner
+from edgesite_agent.proxy.runner import (
+    ApplyError,
+    Child,
+    ChildTimeout,
+    Runner,
+    restore_cpus,
+    split_cpus,
+)
 
 TABLE = "edgesite"
 FAMILY = "ip"
@@ -739,6 +746,7 @@ class FullApply:
         self.pending: deque[memoryview] = deque()
         self.error: str | None = None
         self.proc: Child | None = None
+        self.cpus: set[int] | None = None  # this thread's CPUs while nft has the others
         self.fd = -1
         self.queued = 0  # bytes queued since the last write
         try:
@@ -748,6 +756,7 @@ class FullApply:
             self.error = str(exc)
             return
         self.fd = self.proc.stdin_fd
+        self.cpus = split_cpus(self.proc.pid)
         with contextlib.suppress(OSError):
             # A 1 MiB pipe holds a 1k-service ruleset: we rarely wait for nft at all.
             fcntl.fcntl(self.fd, fcntl.F_SETPIPE_SZ, 1 << 20)
@@ -804,6 +813,8 @@ class FullApply:
     def abort(self) -> None:
         """Nothing is applied: nft is killed before it has the end of the block."""
         self._close()
+        restore_cpus(self.cpus)
+        self.cpus = None
         if self.proc is not None:
             self.proc.close()
 

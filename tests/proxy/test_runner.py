@@ -60,3 +60,37 @@ def test_the_tool_does_not_inherit_our_ignored_sigpipe() -> None:
     # Python, and a shell cannot un-ignore it) it gets EPIPE and complains on stderr.
     code, out, err = Runner(timeout=20).call(["sh", "-c", "yes | head -n 2; echo done"])
     assert (code, out, err) == (0, "y\ny\ndone\n", "")
+
+
+def test_split_cpus_gives_the_tool_all_cpus_but_ours_and_restores() -> None:
+    from edgesite_agent.proxy.runner import restore_cpus, split_cpus
+
+    allowed = os.sched_getaffinity(0)
+    child = Runner().spawn(["sleep", "30"])
+    try:
+        before = split_cpus(child.pid)
+        if len(allowed) < 2:
+            assert before is None
+            return
+        assert before == allowed
+        assert os.sched_getaffinity(0) == {min(allowed)}
+        assert os.sched_getaffinity(child.pid) == allowed - {min(allowed)}
+        restore_cpus(before)
+        assert os.sched_getaffinity(0) == allowed
+    finally:
+        restore_cpus(allowed)
+        child.close()
+
+
+def test_split_cpus_leaves_a_one_cpu_thread_alone() -> None:
+    from edgesite_agent.proxy.runner import restore_cpus, split_cpus
+
+    allowed = os.sched_getaffinity(0)
+    child = Runner().spawn(["sleep", "30"])
+    try:
+        os.sched_setaffinity(0, {min(allowed)})
+        assert split_cpus(child.pid) is None
+        assert os.sched_getaffinity(child.pid) == allowed  # spawned before the pinning
+    finally:
+        restore_cpus(allowed)
+        child.close()

@@ -64,10 +64,13 @@ def _table(runner: Runner) -> list:
 
 def _programmed(runner: Runner) -> tuple[NftBackend, list]:
     backend = NftBackend(SETTINGS, runner)
+    cpus = os.sched_getaffinity(0)
     session = backend.begin_full()
     for frag in _fragments(backend, SHAPES["clusterip"] + SHAPES["affinity"]):
         session.add([frag])
     assert session.finish() == "full"
+    # The sync thread had one CPU while nft had the others (split_cpus): all back now.
+    assert os.sched_getaffinity(0) == cpus
     before = _table(runner)
     assert any("10.96.0.10" in item for item in before)
     return backend, before
@@ -75,6 +78,7 @@ def _programmed(runner: Runner) -> tuple[NftBackend, list]:
 
 def test_syntax_error_at_the_end_changes_nothing(runner: Runner) -> None:
     backend, before = _programmed(runner)
+    cpus = os.sched_getaffinity(0)
     session = backend.begin_full()
     for frag in _fragments(backend, _many(300)):
         session.add([frag])
@@ -82,6 +86,7 @@ def test_syntax_error_at_the_end_changes_nothing(runner: Runner) -> None:
     session._send("\tthis is not nft\n")
     with pytest.raises(ApplyError, match="syntax error"):
         session.finish()
+    assert os.sched_getaffinity(0) == cpus  # given back on failure too
     # Neither the streamed transaction nor the recreate retry (same text) applied anything.
     assert _table(runner) == before
     assert backend.applied is None  # the next sync is a full one again
