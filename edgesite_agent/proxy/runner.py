@@ -90,11 +90,7 @@ class Child:
     def close(self) -> None:
         """Kills the tool if it still runs, reaps it and closes every pipe."""
         self.close_stdin()
-        for attr in ("_out", "_err"):
-            fd = getattr(self, attr)
-            if fd >= 0:
-                os.close(fd)
-                setattr(self, attr, -1)
+        self._close_outputs()
         self.kill()
         self.wait(5)  # a tool stuck in the kernel stays a zombie rather than blocking us
 
@@ -135,13 +131,18 @@ class Child:
                         key.data.append(chunk)
                     else:
                         sel.unregister(key.fd)
-        for attr in ("_out", "_err"):
-            os.close(getattr(self, attr))
-            setattr(self, attr, -1)
+        self._close_outputs()
         if self.wait(max(0.0, deadline - time.monotonic())) is None:
             self.close()
             raise ChildTimeout(f"{timeout:g} s passed")
         return b"".join(out), b"".join(err)
+
+    def _close_outputs(self) -> None:
+        for attr in ("_out", "_err"):
+            fd = getattr(self, attr)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, attr, -1)
 
     def _write_some(self, view: memoryview) -> memoryview:
         try:
