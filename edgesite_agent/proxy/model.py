@@ -25,6 +25,7 @@ class ServicePortModel(Record):
 
     __slots__ = (
         "_cluster_endpoints",
+        "_packed_endpoints",
         "affinity_timeout",
         "cluster_ips",
         "external_ips",
@@ -34,7 +35,6 @@ class ServicePortModel(Record):
         "key",
         "local_endpoints",
         "node_port",
-        "packed_endpoints",
         "port",
         "protocol",
     )
@@ -50,11 +50,11 @@ class ServicePortModel(Record):
         affinity_timeout: int | None,
         internal_local: bool,
         external_local: bool,
-        # usable endpoints anywhere in the cluster; None: decoded from packed_endpoints
+        # usable endpoints anywhere in the cluster; None: given packed_endpoints instead
         cluster_endpoints: tuple[Endpoint, ...] | None,
         local_endpoints: tuple[Endpoint, ...],  # usable endpoints on this node
         hairpin_ips: tuple[str, ...],  # endpoints that may reach themselves via the service
-        # cluster_endpoints as 4 address and 2 port bytes each, when the builder has them
+        # cluster_endpoints packed (pack_endpoints), when the builder has them that way
         packed_endpoints: bytes | None = None,
     ) -> None:
         self.key = key
@@ -69,7 +69,7 @@ class ServicePortModel(Record):
         self._cluster_endpoints = cluster_endpoints
         self.local_endpoints = local_endpoints
         self.hairpin_ips = hairpin_ips
-        self.packed_endpoints = packed_endpoints
+        self._packed_endpoints = packed_endpoints
 
     @property
     def hash(self) -> str:
@@ -82,17 +82,21 @@ class ServicePortModel(Record):
     def cluster_endpoints(self) -> tuple[Endpoint, ...]:
         """Decoded on first use: the shared pick chains only need the packed form."""
         if self._cluster_endpoints is None:
-            packed, ntoa = self.packed_endpoints or b"", socket.inet_ntoa
-            self._cluster_endpoints = tuple(
-                (ntoa(packed[i : i + 4]), packed[i + 4] << 8 | packed[i + 5])
-                for i in range(0, len(packed), 6)
-            )
+            self._cluster_endpoints = unpack_endpoints(self._packed_endpoints or b"")
         return self._cluster_endpoints
+
+    @property
+    def packed_endpoints(self) -> bytes:
+        """The cluster endpoints packed, made once: nft's picks tell their owner by the
+        identity of this object."""
+        if self._packed_endpoints is None:
+            self._packed_endpoints = pack_endpoints(self._cluster_endpoints or ())
+        return self._packed_endpoints
 
     @property
     def endpoint_count(self) -> int:
         if self._cluster_endpoints is None:
-            return len(self.packed_endpoints or b"") // 6
+            return len(self._packed_endpoints or b"") // PACKED_ENDPOINT
         return len(self._cluster_endpoints)
 
     @property
@@ -106,6 +110,22 @@ class ServicePortModel(Record):
     @property
     def is_external(self) -> bool:
         return self.node_port is not None or bool(self.external_ips)
+
+
+PACKED_ENDPOINT = 6  # bytes per endpoint in the packed form: IPv4 address (4), port (2)
+
+
+def pack_endpoints(endpoints: tuple[Endpoint, ...]) -> bytes:
+    """Endpoints as one `bytes` (a new object each call, even for equal endpoints)."""
+    return b"".join([socket.inet_aton(ip) + port.to_bytes(2, "big") for ip, port in endpoints])
+
+
+def unpack_endpoints(packed: bytes) -> tuple[Endpoint, ...]:
+    ntoa = socket.inet_ntoa
+    return tuple(
+        (ntoa(packed[i : i + 4]), packed[i + 4] << 8 | packed[i + 5])
+        for i in range(0, len(packed), PACKED_ENDPOINT)
+    )
 
 
 def short_hash(text: str, length: int) -> str:

@@ -97,11 +97,6 @@ PickKey = tuple[str, str]  # (map, owner)
 _PICKED: dict[str, str] = {}  # shared, never written to: see _shared_fragment
 
 
-def _pack(endpoints: tuple[Endpoint, ...]) -> bytes:
-    # Built fresh per fragment even when equal: identity tells the owner (see NftState).
-    return b"".join([socket.inet_aton(ip) + port.to_bytes(2, "big") for ip, port in endpoints])
-
-
 def _unpack(packed: bytes) -> list[str]:
     ntoa = socket.inet_ntoa
     return [
@@ -271,9 +266,9 @@ def _shared_fragment(
     Returns the chains (shared: never to be changed by the caller).
     """
     proto, port = sp.protocol, sp.port
+    # One object per service port, fresh even when equal: identity tells the owner of a
+    # pick (see NftState).
     endpoints = sp.packed_endpoints
-    if endpoints is None:
-        endpoints = _pack(sp.cluster_endpoints)
     chains, gotos = _shared_pieces(sp, settings, memo)
     emap, nodeport_emap = _ENDPOINT_MAPS[proto]
     entries: dict[str, str] = {}

@@ -145,10 +145,9 @@ def test_one_slice_fast_path_chooses_as_the_general_rule() -> None:
     cluster, this node, hairpin, for random mixes of conditions and nodes, with and without
     keeping local endpoints."""
     import random
-    import socket
 
     from edgesite_agent.proxy.cache import parse_slice
-    from edgesite_agent.proxy.model import _from_one_slice, _from_slices
+    from edgesite_agent.proxy.model import _from_one_slice, _from_slices, pack_endpoints
 
     rng = random.Random(7)
     for case in range(400):
@@ -168,7 +167,7 @@ def test_one_slice_fast_path_chooses_as_the_general_rule() -> None:
         assert sl is not None
         for keep in (False, True):
             want = _from_slices([(8080, sl)], NODE, keep)
-            want_packed = b"".join(socket.inet_aton(ip) + b"\x1f\x90" for ip, _ in want[0])
+            want_packed = pack_endpoints(want[0])
             # The cluster endpoints come packed only (the model decodes them when asked).
             got = _from_one_slice(sl, 8080, NODE, keep)
             assert got == (None, want[1], want[2], want_packed), (case, keep)
@@ -177,11 +176,12 @@ def test_one_slice_fast_path_chooses_as_the_general_rule() -> None:
 def test_pick_elements_name_each_endpoints_own_port() -> None:
     """One target port (written once) and mixed ports (slices of one service can resolve a
     named port differently) give the same element text as writing each endpoint."""
-    from edgesite_agent.proxy.nft import _pack, _pick_elems
+    from edgesite_agent.proxy.model import pack_endpoints
+    from edgesite_agent.proxy.nft import _pick_elems
 
     same = (("10.0.0.1", 8080), ("10.0.0.2", 8080), ("10.0.0.3", 8080))
     mixed = (("10.0.0.1", 8080), ("10.0.0.2", 9090), ("10.0.0.3", 8080))
     for endpoints in (same, mixed, same[:1]):
-        assert _pick_elems("10.96.0.1 . 80", _pack(endpoints)) == [
+        assert _pick_elems("10.96.0.1 . 80", pack_endpoints(endpoints)) == [
             f"10.96.0.1 . 80 . {i} : {ip} . {port}" for i, (ip, port) in enumerate(endpoints)
         ]
