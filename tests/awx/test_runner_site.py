@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 from k3s.artifacts import add_version
+from k3s.site_hosts import sh
 
 from awx.tools import REPO
 
@@ -45,16 +46,6 @@ VERSION = "v1.31.5+k3s1"
 IDENT = "4242"
 # What the project checkout needs to run the playbooks (AWX clones the whole repository).
 PROJECT_CONTENT = ("ansible.cfg", "site.yml", "playbooks", "roles", "collections", "edgesite_agent")
-
-
-def sh(host: str, script: str) -> str:
-    return subprocess.run(
-        ["podman", "exec", host, "sh", "-c", script],
-        env={**os.environ, "CONTAINERS_CONF": str(CONF)},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
 
 
 def make_project(project: Path) -> None:
@@ -190,7 +181,7 @@ def test_job_events_written(job):
 def test_survey_answer_selected_the_release(job):
     # The stand-in records the version it was started as; the release came from extravars.
     for host in (MASTER, WORKER):
-        starts = sh(host, "cat /var/lib/rancher/k3s/standin/starts.jsonl").splitlines()
+        starts = sh(host, "cat /var/lib/rancher/k3s/standin/starts.jsonl").stdout.splitlines()
         assert json.loads(starts[-1])["version"] == VERSION
-    assert sh(MASTER, "systemctl is-active k3s").strip() == "active"
-    assert sh(WORKER, "systemctl is-active k3s-agent").strip() == "active"
+    assert sh(MASTER, "systemctl is-active k3s").stdout.strip() == "active"
+    assert sh(WORKER, "systemctl is-active k3s-agent").stdout.strip() == "active"

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 from k3s.artifacts import add_version
+from k3s.site_hosts import sh
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "tools" / "containers.conf"
@@ -42,16 +43,6 @@ class Fleet:
     ips: dict[str, str]
     rc: int
     output: str
-
-
-def sh(host: str, script: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["podman", "exec", host, "sh", "-c", script],
-        env={**os.environ, "CONTAINERS_CONF": str(CONF)},
-        capture_output=True,
-        text=True,
-        check=check,
-    )
 
 
 def podman(*args: str) -> None:

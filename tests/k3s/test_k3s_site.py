@@ -9,19 +9,16 @@ Tests in this module run in order against one set of hosts.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from k3s.artifacts import add_version
+from k3s.site_hosts import recap, sh, stand_up, standin_records, tear_down
 
 REPO = Path(__file__).resolve().parents[2]
-CONF = REPO / "tools" / "containers.conf"
 NAME = "k3spy"
 V1, V2, V3 = "v1.31.4+k3s1", "v1.31.5+k3s1", "v1.31.6+k3s1"
 MASTERS = [f"edgesite-{NAME}-m{i}" for i in (1, 2, 3)]
@@ -39,19 +36,8 @@ EDGE_LAN_ETCD_ARGS = sorted(
 pytestmark = [pytest.mark.podman, pytest.mark.root]
 
 
-def sh(host: str, script: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["podman", "exec", host, "sh", "-c", script],
-        env={**os.environ, "CONTAINERS_CONF": str(CONF)},
-        capture_output=True,
-        text=True,
-        check=check,
-    )
-
-
 def starts(host: str) -> list[dict]:
-    out = sh(host, "cat /var/lib/rancher/k3s/standin/starts.jsonl 2>/dev/null", check=False)
-    return [json.loads(line) for line in out.stdout.splitlines()]
+    return standin_records(host, "starts.jsonl")
 
 
 # The edge agent play is skipped to keep these runs short: the agent runs against the
@@ -66,39 +52,16 @@ def running_version(host: str) -> str:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("k3ssite")
-    hosts = tmp / "hosts.yml"
-    testhosts = [sys.executable, str(REPO / "tools" / "testhosts.py")]
-    subprocess.run(
-        [*testhosts, "up", "--name", NAME, "--masters", "3", "--workers", "1",
-         "--inventory", str(hosts)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    artifacts = tmp / "artifacts"
-    add_version(artifacts, V1)
-    text = hosts.read_text()
-    inventory = json.loads(text[text.index("{") :])
-    inventory["all"]["vars"].update(
+    hosts = stand_up(
+        NAME, 3, 1, tmp, V1,
         edgesite_site=SITE,
-        edgesite_artifacts_dir=str(artifacts),
-        prereq_time_sync_required=False,
-        # Test containers lack CAP_SYS_RESOURCE: the unit cannot raise its limits.
-        k3s_server_service_limits={},
-        k3s_agent_service_limits={},
         k3s_server_kubeconfig_dir=str(tmp / "kube"),
         k3s_server_health_delay=1,
         k3s_server_health_retries=10,
         k3s_agent_health_delay=1,
-    )
-    hosts.write_text(json.dumps(inventory))
-    yield {"inventory": hosts, "artifacts": artifacts, "kube": tmp / "kube"}
-    subprocess.run([*testhosts, "down", "--name", NAME], check=False, capture_output=True)
-
-
-def recap(output: str) -> dict[str, dict[str, int]]:
-    stats = {}
-    for host, rest in re.findall(r"^(\S+)\s+: (ok=.*)$", output, re.M):
-        stats[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", rest)}
-    return stats
+    )  # fmt: skip
+    yield {"inventory": hosts.inventory, "artifacts": hosts.artifacts, "kube": tmp / "kube"}
+    tear_down(hosts)
 
 
 def test_site_converges_without_printing_the_token(site, run_playbook):
