@@ -868,7 +868,7 @@ class FullApply:
         script = [f"delete set {_T} {n}" for n in sorted(sets - state.sets.keys())]
         script += [f"delete chain {_T} {n}" for n in sorted(chains - state.chains.keys())]
         if script:
-            self.runner.run(["nft", "-f", "-"], "\n".join(script) + "\n")
+            self.runner.apply(["nft", "-f", "-"], "\n".join(script) + "\n")
 
 
 def _error_text(code: int, err: bytes) -> str:
@@ -922,6 +922,10 @@ class NftBackend:
         A partial sync costs in proportion to the changed services (`changes`), not to
         all of them: `all_fragments` is only called when the whole state is needed.
         """
+        late, self.runner.late_error = self.runner.late_error, None
+        if late is not None:
+            self.applied = None  # the proxy retries with a full sync
+            raise ApplyError(f"an earlier apply failed after the kernel took it: {late}")
         if full or self.applied is None:
             session = FullApply(self)
             for frag in all_fragments():
@@ -950,7 +954,7 @@ class NftBackend:
     def _run_partial(self, script: str, state: NftState, refs: Refs | None) -> str:
         if script:
             try:
-                self.runner.run(["nft", "-f", "-"], script)
+                self.runner.apply(["nft", "-f", "-"], script)
             except ApplyError:
                 self.applied = None  # kernel state unknown now: next attempt is a full sync
                 raise
@@ -1098,7 +1102,7 @@ class NftBackend:
         script = "\n".join(out) + "\n" if out else ""
         if script:
             try:
-                self.runner.run(["nft", "-f", "-"], script)
+                self.runner.apply(["nft", "-f", "-"], script)
             except ApplyError:
                 # Kernel state unknown now (and `refs` already moved): the next is a full sync.
                 self.applied = None

@@ -12,7 +12,10 @@ import contextlib
 import os
 import selectors
 import signal
+import threading
 import time
+
+from edgesite_agent.proxy.nlcommit import CommitWatch
 
 
 class ApplyError(RuntimeError):
@@ -94,12 +97,16 @@ class Child:
         self.kill()
         self.wait(5)  # a tool stuck in the kernel stays a zombie rather than blocking us
 
-    def communicate(self, data: bytes = b"", timeout: float = 120.0) -> tuple[bytes, bytes]:
+    def communicate(
+        self, data: bytes = b"", timeout: float = 120.0, commit: CommitWatch | None = None
+    ) -> tuple[bytes, bytes]:
         """Writes `data` and closes stdin, reads stdout and stderr to their end, reaps.
 
         Writing and reading go through one selector, so a tool that answers while it still
         reads its input can never block us (or itself). Raises ChildTimeout after killing
-        the tool when it takes longer than `timeout` seconds.
+        the tool when it takes longer than `timeout` seconds. With `commit`, returns as
+        soon as the kernel reports the tool's nftables commit, the tool still running
+        (`returncode` None): the output so far is returned, the rest is the caller's.
         """
         deadline = time.monotonic() + timeout
         out: list[bytes] = []
@@ -114,12 +121,18 @@ class Child:
                     self.close_stdin()
             sel.register(self._out, selectors.EVENT_READ, out)
             sel.register(self._err, selectors.EVENT_READ, err)
-            while sel.get_map():
+            if commit is not None:
+                sel.register(commit.fileno(), selectors.EVENT_READ, commit)
+            while len(sel.get_map()) > (commit is not None):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.close()
                     raise ChildTimeout(f"{timeout:g} s passed")
                 for key, _ in sel.select(left):
+                    if commit is not None and key.data is commit:
+                        if commit.committed_by(self.pid):
+                            return b"".join(out), b"".join(err)
+                        continue
                     if key.fd == self.stdin_fd:
                         view = self._write_some(view)
                         if not view:
@@ -157,13 +170,17 @@ class Child:
 class Runner:
     """How to run the tools. A plain class: dataclasses would cost the agent ~0.6 MiB."""
 
-    __slots__ = ("prefix", "timeout")
+    __slots__ = ("_watch", "late_error", "prefix", "timeout")
 
     def __init__(self, prefix: tuple[str, ...] = (), timeout: float = 120.0) -> None:
         # e.g. ("ip", "netns", "exec", "node") so tests and benchmarks program a namespace
         # they own instead of the host.
         self.prefix = prefix
         self.timeout = timeout
+        self._watch: CommitWatch | bool | None = None  # False: cannot watch here
+        # A tool that exited non-zero after its commit was reported (never seen; nft's
+        # status is decided before it cleans up): the caller must not trust its state.
+        self.late_error: str | None = None
 
     def __repr__(self) -> str:
         return f"Runner(prefix={self.prefix!r}, timeout={self.timeout!r})"
@@ -185,11 +202,67 @@ class Runner:
         code = child.returncode
         assert code is not None  # communicate reaped it
         stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
-        if check and code != 0:
+        if check:
+            self._check(argv, code, stderr)
+        return code, stdout, stderr
+
+    @staticmethod
+    def _check(argv: list[str], code: int, stderr: str) -> None:
+        if code != 0:
             lines = stderr.strip().splitlines()
             # The first lines name the offending input line; thousands of lines help nobody.
             raise ApplyError(f"{' '.join(argv)} exited {code}: {' | '.join(lines[:6])}")
-        return code, stdout, stderr
+
+    def apply(self, argv: list[str], stdin: str) -> None:
+        """Run a rules tool that must succeed; done once the kernel has committed its change.
+
+        The tool's exit can come a grace period later (see nlcommit); it is reaped by a
+        short-lived thread. Without a commit report (a failure, no change at all, iptables
+        legacy, a tool in another namespace) this is `run`: its exit status decides.
+        One apply at a time per runner (the proxy's sync thread).
+        """
+        watch = self._commit_watch()
+        if watch is None:
+            self.run(argv, stdin)
+            return
+        watch.start()  # before the tool exists: its commit cannot come too early
+        try:
+            child = self.spawn(argv)
+            try:
+                _, err = child.communicate(stdin.encode(), self.timeout, watch)
+            except (OSError, ChildTimeout) as exc:
+                child.close()
+                raise ApplyError(f"{argv[0]}: {exc}") from exc
+        finally:
+            watch.stop()
+        if child.returncode is None:
+            threading.Thread(
+                target=self._reap, args=(child, argv), name="tool-reaper", daemon=True
+            ).start()
+            return
+        child.close()
+        self._check(argv, child.returncode, err.decode(errors="replace"))
+
+    def _reap(self, child: Child, argv: list[str]) -> None:
+        try:
+            _, err = child.communicate(b"", self.timeout)
+        except (OSError, ChildTimeout) as exc:
+            err = str(exc).encode()
+        finally:
+            child.close()
+        try:
+            self._check(argv, child.returncode or 0, err.decode(errors="replace"))
+        except ApplyError as exc:
+            self.late_error = str(exc)
+
+    def _commit_watch(self) -> CommitWatch | None:
+        if self._watch is None:
+            # A prefixed tool runs in another network namespace, whose commits we cannot see.
+            try:
+                self._watch = CommitWatch() if not self.prefix else False
+            except OSError:
+                self._watch = False
+        return self._watch or None
 
     def spawn(self, argv: list[str]) -> Child:
         """Start a tool without waiting for it (streamed input, work overlapped with ours)."""

@@ -13,6 +13,7 @@ import os
 import random
 import shutil
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -59,11 +60,13 @@ def service_port(rnd: random.Random, index: int, shared_ips: bool) -> ServicePor
     )  # fmt: skip
 
 
-@pytest.mark.parametrize(("seed", "shared_ips"), [(1, True), (2, True), (3, False)])
-def test_random_deltas_equal_a_fresh_full_sync(namespaces, seed, shared_ips):
+def check_random_deltas(seed: int, shared_ips: bool, node: str | None, fresh_ns: str) -> None:
+    """The steps of the test; `node` None: the incremental side runs in the caller's own
+    namespace, where the runner hears the kernel's commit reports (see nlcommit)."""
     rnd = random.Random(seed)
     settings = ProxySettings()
-    incremental = NftBackend(settings, Runner(("ip", "netns", "exec", namespaces[0])))
+    node_prefix = ("ip", "netns", "exec", node) if node else ()
+    incremental = NftBackend(settings, Runner(node_prefix))
     fragments = {
         f"s{i}": [incremental.fragment(service_port(rnd, i, shared_ips))] for i in range(8)
     }
@@ -90,7 +93,31 @@ def test_random_deltas_equal_a_fresh_full_sync(namespaces, seed, shared_ips):
         assert incremental.applied.picks == wanted.picks, step
         assert incremental.applied.elements == wanted.elements, step
         assert incremental.applied.chains == wanted.chains, step
-        fresh_runner = Runner(("ip", "netns", "exec", namespaces[1]))
+        fresh_runner = Runner(("ip", "netns", "exec", fresh_ns))
         NftBackend(settings, fresh_runner).sync(all_fragments, None, True)
-        incremental_table = _normalized(Runner(("ip", "netns", "exec", namespaces[0])))
+        # Read right after the apply returned: the change must already be in force.
+        incremental_table = _normalized(Runner(node_prefix))
         assert incremental_table == _normalized(fresh_runner), f"step {step}: {changes}"
+
+
+@pytest.mark.parametrize(("seed", "shared_ips"), [(1, True), (2, True), (3, False)])
+def test_random_deltas_equal_a_fresh_full_sync(namespaces, seed, shared_ips):
+    check_random_deltas(seed, shared_ips, namespaces[0], namespaces[1])
+
+
+def test_random_deltas_in_the_runners_own_namespace(namespaces):
+    """As deployed: no runner prefix, so each delta counts as applied at the kernel's commit
+    report, before nft has exited; every step is still compared with the kernel."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (
+        "from tests.proxy.test_incremental_random import check_random_deltas as c; "
+        f"c(4, True, None, {namespaces[1]!r}); print('own-namespace-ok')"
+    )
+    proc = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0 and "own-namespace-ok" in proc.stdout, proc.stderr[-3000:]
