@@ -8,7 +8,8 @@ lets the tests check what EdgeSite's roles, and the edge agent on workers, are r
 
 * reports a version in the shape of `k3s --version`;
 * accepts the real command-line shape: `k3s server|agent [--config FILE] [flags]`,
-  `k3s kubectl get --raw=/readyz`, `k3s kubectl get node NAME`, `k3s kubectl drain|uncordon
+  `k3s kubectl get --raw=/readyz`, `k3s kubectl get node NAME`, `k3s kubectl get nodes -o
+  json` (a v1 List of the server's Nodes, as kubectl prints it), `k3s kubectl drain|uncordon
   NODE`, `k3s kubectl delete node NAME`, `k3s certificate rotate`, `k3s etcd-snapshot save|ls`,
   `k3s token rotate --token T --new-token T`;
 * `server` and `agent` stay running as a systemd Type=notify service and record what they
@@ -447,6 +448,10 @@ def drain(name: str, ignore_daemonsets: bool) -> int:
     return 0
 
 
+# The spellings of kubectl's JSON output option.
+JSON_OUTPUT = (["-o", "json"], ["-ojson"], ["--output", "json"], ["--output=json"])
+
+
 def kubectl(args: list[str]) -> int:
     if args[:2] == ["get", "--raw=/readyz"] or args[:3] == ["get", "--raw", "/readyz"]:
         if running() and not (STATE / "fail-health").exists():
@@ -456,6 +461,11 @@ def kubectl(args: list[str]) -> int:
         return 1
     names = [a for a in args if not a.startswith("-")]
     try:
+        if args[:2] == ["get", "nodes"] and args[2:] in JSON_OUTPUT:
+            items = admin("GET", "/objects/nodes")
+            print(json.dumps({"apiVersion": "v1", "items": items, "kind": "List",
+                              "metadata": {"resourceVersion": ""}}, indent=4))  # fmt: skip
+            return 0
         if names[:2] == ["get", "node"] and len(names) > 2:
             node = get_node(names[2])
             if node is None:
