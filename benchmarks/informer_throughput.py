@@ -43,7 +43,7 @@ def main() -> int:
         try:
             ops = [{"op": "upsert", "resource": "pods", "object": pod(i, 0)} for i in range(N_PODS)]
             fp.admin(admin_url, "/batch", {"ops": ops})
-            cfg = fp.write_config(workdir, api_url, False, 0, None)
+            cfg = fp.write_config(workdir, api_url, False, 0, False)
             client = KubeClient(load_kubeconfig(workdir / "kubelet.kubeconfig"), read_timeout=60)
             store = Store(workdir / "bench.db", log)
             status = Status()

@@ -44,10 +44,14 @@ class Connection:
         self._host_header = name if port == default else f"{name}:{port}"
 
     def connect(self) -> None:
-        sock = socket.create_connection((self.host, self.port), self.connect_timeout)
+        # An ASCII name goes to getaddrinfo and ssl as bytes: a str is passed through the
+        # `idna` codec there, which imports stringprep and unicodedata's tables (~0.6 MiB
+        # resident for the agent's life, docs/agent.md). Other names keep that encoding.
+        host: str | bytes = self.host.encode() if self.host.isascii() else self.host
+        sock = socket.create_connection((host, self.port), self.connect_timeout)
         try:
             if self.context is not None:
-                sock = self.context.wrap_socket(sock, server_hostname=self.host)
+                sock = self.context.wrap_socket(sock, server_hostname=host)
             sock.settimeout(self.read_timeout)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         except BaseException:
