@@ -30,7 +30,7 @@ import os
 import socket
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from itertools import chain
+from itertools import chain, repeat
 
 from edgesite_agent.proxy.config import ProxySettings
 from edgesite_agent.proxy.model import Endpoint, ServicePortModel, short_hash
@@ -97,6 +97,33 @@ PickKey = tuple[str, str]  # (map, owner)
 _PICKED: dict[str, str] = {}  # shared, never written to: see _shared_fragment
 
 
+class Members(tuple):  # type: ignore[type-arg]
+    """One service port's elements of a plain set (no values), as a tuple instead of a dict.
+
+    Every service port with endpoints on this node has a few `hairpin` elements; a dict per
+    service port cost ~0.2 MiB at 1,000 services (docs/agent.md). Read like the value maps
+    (`items`, `get`, `dict.update` through `keys` and `[key]`): each member's value is "".
+    """
+
+    __slots__ = ()
+
+    def keys(self) -> Members:
+        return self
+
+    def items(self) -> Iterable[tuple[str, str]]:
+        return zip(self, repeat(""))
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return "" if key in self else default
+
+    def __getitem__(self, key):  # type: ignore[no-untyped-def, override]
+        if isinstance(key, str):  # a member, as a mapping is read (dict.update)
+            if key in self:
+                return ""
+            raise KeyError(key)
+        return tuple.__getitem__(self, key)
+
+
 def _unpack(packed: bytes) -> list[str]:
     ntoa = socket.inet_ntoa
     return [
@@ -151,7 +178,7 @@ class Fragment(Record):
         self,
         chains: dict[str, tuple[str, ...]],
         sets: dict[str, str],
-        elements: dict[str, dict[str, str]],
+        elements: dict[str, dict[str, str] | Members],
         picks: tuple[Pick, ...] = (),
     ) -> None:
         self.chains = chains
@@ -257,7 +284,7 @@ def _shared_pieces(
 def _shared_fragment(
     sp: ServicePortModel,
     settings: ProxySettings,
-    elements: dict[str, dict[str, str]],
+    elements: dict[str, dict[str, str] | Members],
     picks: list[Pick],
     memo: SharedPieces | None,
 ) -> dict[str, tuple[str, ...]]:
@@ -286,7 +313,7 @@ def _shared_fragment(
         picks.append((nodeport_emap, str(sp.node_port), endpoints))
         elements[nodeport_emap] = _PICKED
     if sp.hairpin_ips:
-        elements["hairpin"] = {f"{ip} . {ip}": "" for ip in sp.hairpin_ips}
+        elements["hairpin"] = Members(dict.fromkeys(f"{ip} . {ip}" for ip in sp.hairpin_ips))
     return chains
 
 
@@ -296,7 +323,7 @@ def render_fragment(
     """What `sp` adds to the table; `memo` (one per settings) shares equal pieces."""
     chains: dict[str, tuple[str, ...]] = {}
     sets: dict[str, str] = {}
-    elements: dict[str, dict[str, str]] = {}  # only the sets this service port uses
+    elements: dict[str, dict[str, str] | Members] = {}  # only the sets this service port uses
     proto, port = sp.protocol, sp.port
     if not sp.has_endpoints:
         for ip in (*sp.cluster_ips, *sp.external_ips):
@@ -349,8 +376,8 @@ def render_fragment(
             elements.setdefault("service-nodeports", {})[f"{proto} . {sp.node_port}"] = (
                 f"goto {ext}"
             )
-    for ip in sp.hairpin_ips:
-        elements.setdefault("hairpin", {})[f"{ip} . {ip}"] = ""
+    if sp.hairpin_ips:
+        elements["hairpin"] = Members(dict.fromkeys(f"{ip} . {ip}" for ip in sp.hairpin_ips))
     return Fragment(chains, sets, elements)
 
 

@@ -54,9 +54,11 @@ def service_port(rnd: random.Random, index: int, shared_ips: bool) -> ServicePor
     )
     node_port = rnd.choice([None, 30000 + (rnd.randint(0, 3) if shared_ips else index)])
     external = rnd.choice([(), (f"192.0.2.{rnd.randint(1, 3) if shared_ips else index + 1}",)])
+    # Some endpoints on this node: hairpin elements, shared when services share endpoints.
+    hairpin = tuple(ep_ip for ep_ip, _ in endpoints if ep_ip.startswith("10.244.0."))
     return ServicePortModel(
         f"ns/s{index}/tcp/p", "tcp", 80, (ip,), node_port, external, None,
-        False, False, endpoints, (), (),
+        False, False, endpoints, (), hairpin,
     )  # fmt: skip
 
 
