@@ -21,13 +21,13 @@ unchanged objects).
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 from edgesite_agent.client import ApiError, KubeClient
 from edgesite_agent.events import EventType, KubeObject
-from edgesite_agent.jitter import between, uniform
 from edgesite_agent.status import Status
 
 Key = tuple[str, str]
@@ -64,7 +64,7 @@ class Backoff:
         jitter: float = 0.1,
         reset_after: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
-        rand: Callable[[], float] = uniform,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.initial, self.cap, self.factor = initial, cap, factor
         self.jitter, self.reset_after = jitter, reset_after
@@ -133,14 +133,14 @@ class Reflector:
         page_size: int = 500,
         idle_timeout: float = 90.0,
         backoff: Backoff | None = None,
-        rand: Callable[[], float] = uniform,
+        rng: random.Random | None = None,
     ) -> None:
         self.spec, self.client, self.sink, self.known = spec, client, sink, known
         self.status, self.log, self.stop = status, log, stop
         self.watch_list = watch_list
         self.page_size, self.idle_timeout = page_size, idle_timeout
         self.backoff = backoff or Backoff()
-        self._rand = rand
+        self.rng = rng or random.Random()
         self.rv = ""  # where the next watch starts
         self.list_rv = "0"  # rule 1: the first list may be served from the watch cache
         self.watches = 0
@@ -291,7 +291,7 @@ class Reflector:
         params = self.spec.params()
         params["allowWatchBookmarks"] = "true"
         # Rule 5: spread watch re-establishment over time across many agents.
-        params["timeoutSeconds"] = str(between(300, 600, self._rand()))
+        params["timeoutSeconds"] = str(self.rng.randint(300, 600))
         if initial:
             params.update(
                 sendInitialEvents="true", resourceVersionMatch="NotOlderThan", resourceVersion=""

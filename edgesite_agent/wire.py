@@ -45,7 +45,7 @@ class Connection:
 
     def connect(self) -> None:
         # An ASCII name goes to getaddrinfo and ssl as bytes: a str is passed through the
-        # `idna` codec there, which imports stringprep and unicodedata's tables (~0.6 MiB
+        # `idna` codec there, which imports stringprep and unicodedata's tables (~0.2 MiB
         # resident for the agent's life, docs/agent.md). Other names keep that encoding.
         host: str | bytes = self.host.encode() if self.host.isascii() else self.host
         sock = socket.create_connection((host, self.port), self.connect_timeout)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 
 from edgesite_agent.events import EventType
-from edgesite_agent.jitter import uniform
 from edgesite_agent.proxy.backends import make_backend
 from edgesite_agent.proxy.cache import ObjectCache, parse_service, parse_slice
 from edgesite_agent.proxy.config import ProxySettings
@@ -222,7 +222,7 @@ class Proxy:
                 self.stats["failures"] += 1
                 self.last_error = str(exc)
                 backoff = min(self.settings.retry_backoff_max, max(1.0, backoff * 2))
-                backoff *= 0.9 + 0.2 * uniform()  # no lockstep retries across nodes
+                backoff *= random.uniform(0.9, 1.1)  # no lockstep retries across nodes
                 self.log.error("proxy: applying rules failed, keeping the previous rules: %s", exc)
                 with self._lock:
                     self._full_needed = True  # the kernel may differ from what we think
