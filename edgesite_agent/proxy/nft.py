@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from itertools import chain, repeat
 
 from edgesite_agent.proxy.config import ProxySettings
-from edgesite_agent.proxy.model import Endpoint, ServicePortModel, short_hash
+from edgesite_agent.proxy.model import Endpoint, ServicePortModel, short_hash, unpack_endpoints
 from edgesite_agent.proxy.nlprobe import table_exists
 from edgesite_agent.proxy.record import Record
 from edgesite_agent.proxy.runner import (
@@ -122,14 +122,6 @@ class Members(tuple):  # type: ignore[type-arg]
                 return ""
             raise KeyError(key)
         return tuple.__getitem__(self, key)
-
-
-def _unpack(packed: bytes) -> list[str]:
-    ntoa = socket.inet_ntoa
-    return [
-        f"{ntoa(packed[i : i + 4])} . {int.from_bytes(packed[i + 4 : i + 6], 'big')}"
-        for i in range(0, len(packed), 6)
-    ]
 
 
 def _pick_elems(owner: str, endpoints: bytes) -> list[str]:
@@ -702,14 +694,14 @@ def _pick_diff(
         packed_before, packed_after = old.get(key, b""), wanted.get(key) or b""
         if packed_before is packed_after or packed_before == packed_after:
             continue
-        before, after = _unpack(packed_before), _unpack(packed_after)
+        before, after = unpack_endpoints(packed_before), unpack_endpoints(packed_after)
         name, owner = key
         for i, ep in enumerate(before):
             if i >= len(after) or after[i] != ep:
                 gone.setdefault(name, []).append(f"{owner} . {i}")
-        for i, ep in enumerate(after):
-            if i >= len(before) or before[i] != ep:
-                fresh.setdefault(name, []).append(f"{owner} . {i} : {ep}")
+        for i, (ip, port) in enumerate(after):
+            if i >= len(before) or before[i] != (ip, port):
+                fresh.setdefault(name, []).append(f"{owner} . {i} : {ip} . {port}")
     return (
         [f"delete element {_T} {n} {{ {', '.join(k)} }}" for n, k in gone.items()],
         [f"add element {_T} {n} {{ {', '.join(e)} }}" for n, e in fresh.items()],
