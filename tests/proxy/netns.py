@@ -21,6 +21,18 @@ BACKEND_PORT = 8080  # fixed is fine: each backend has a namespace of its own
 NODE_LISTENER_PORT = 30070
 
 
+def in_own_namespace(module: str, function: str, *args: object, timeout: float = 300) -> None:
+    """Calls `module.function(*args)` in a child process in a network namespace of its own
+    (`unshare --net`, gone with the process), where a Runner needs no prefix, as on a node.
+    Fails with the child's stderr unless the call returned."""
+    call = f"from {module} import {function} as f; f(*{args!r}); print('own-namespace-ok')"
+    proc = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", call],
+        cwd=HERE.parent.parent, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "own-namespace-ok" in proc.stdout, proc.stderr[-3000:]
+
+
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     if check and proc.returncode != 0:

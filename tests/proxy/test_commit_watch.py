@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 
 import pytest
@@ -17,6 +15,7 @@ import pytest
 from edgesite_agent.proxy.config import ProxySettings
 from edgesite_agent.proxy.nft import NftBackend
 from edgesite_agent.proxy.runner import ApplyError, Runner
+from tests.proxy.netns import in_own_namespace
 
 pytestmark = [
     pytest.mark.root,
@@ -131,17 +130,7 @@ def own_namespace_checks() -> None:
     except ApplyError as exc:
         assert "exited 3: cleanup failed" in str(exc), exc
     assert backend.applied is None and runner.late_error is None
-    print("own-namespace-ok")
 
 
 def test_changes_are_in_force_when_apply_returns() -> None:
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = "from tests.proxy.test_commit_watch import own_namespace_checks as c; c()"
-    proc = subprocess.run(
-        ["unshare", "--net", sys.executable, "-c", code],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0 and "own-namespace-ok" in proc.stdout, proc.stderr[-3000:]
+    in_own_namespace("tests.proxy.test_commit_watch", "own_namespace_checks", timeout=120)

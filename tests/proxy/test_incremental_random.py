@@ -13,7 +13,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import uuid
 
 import pytest
@@ -22,6 +21,7 @@ from edgesite_agent.proxy.config import ProxySettings
 from edgesite_agent.proxy.model import ServicePortModel
 from edgesite_agent.proxy.nft import NftBackend, merge
 from edgesite_agent.proxy.runner import Runner
+from tests.proxy.netns import in_own_namespace
 from tests.proxy.test_sync_loop import _normalized
 
 pytestmark = [
@@ -110,16 +110,6 @@ def test_random_deltas_equal_a_fresh_full_sync(namespaces, seed, shared_ips):
 def test_random_deltas_in_the_runners_own_namespace(namespaces):
     """As deployed: no runner prefix, so each delta counts as applied at the kernel's commit
     report, before nft has exited; every step is still compared with the kernel."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = (
-        "from tests.proxy.test_incremental_random import check_random_deltas as c; "
-        f"c(4, True, None, {namespaces[1]!r}); print('own-namespace-ok')"
+    in_own_namespace(
+        "tests.proxy.test_incremental_random", "check_random_deltas", 4, True, None, namespaces[1]
     )
-    proc = subprocess.run(
-        ["unshare", "--net", sys.executable, "-c", code],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0 and "own-namespace-ok" in proc.stdout, proc.stderr[-3000:]

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -21,6 +20,7 @@ from edgesite_agent.proxy.config import parse_settings
 from edgesite_agent.proxy.nft import FullApply, NftBackend, list_existing
 from edgesite_agent.proxy.render import service_ports
 from edgesite_agent.proxy.runner import ApplyError, Runner
+from tests.proxy.netns import in_own_namespace
 from tests.proxy.shapes import NODE, SHAPES, endpoint, endpoint_slice, service, tcp
 
 pytestmark = [
@@ -164,17 +164,7 @@ def own_namespace_checks() -> None:
     chains, sets = list_existing(runner)
     assert restarted.applied is not None
     assert chains == set(restarted.applied.chains) and sets == set(restarted.applied.sets)
-    print("own-namespace-ok")
 
 
 def test_fresh_namespace_without_runner_prefix() -> None:
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = "from tests.proxy.test_stream_apply import own_namespace_checks as c; c()"
-    proc = subprocess.run(
-        ["unshare", "--net", sys.executable, "-c", code],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0 and "own-namespace-ok" in proc.stdout, proc.stderr[-2000:]
+    in_own_namespace("tests.proxy.test_stream_apply", "own_namespace_checks", timeout=120)
