@@ -227,15 +227,22 @@ def test_external_traffic_policy_local_uses_only_local_endpoints(harness: Harnes
     assert set(counts) == {"backend-1", "backend-2", "backend-3"}, counts
 
 
+def _add_foreign_rules(harness: Harness, nft: bool) -> None:
+    """Someone else's rules in the same namespace (we must never touch them); idempotent."""
+    runner = harness.proxy.runner
+    if nft:
+        runner.run(["nft", "add table ip other; add chain ip other c; flush chain ip other c; "
+                    "add rule ip other c accept"])  # fmt: skip
+    else:
+        runner.run([harness.ipt, "-w", "-N", "OTHER-CHAIN"], check=False)
+        runner.run([harness.ipt, "-w", "-F", "OTHER-CHAIN"])
+        runner.run([harness.ipt, "-w", "-A", "OTHER-CHAIN", "-j", "ACCEPT"])
+
+
 def test_full_resync_repairs_drift_and_keeps_foreign_rules(harness: Harness) -> None:
     runner = harness.proxy.runner
     nft = harness.proxy._backend is not None and harness.proxy._backend.name == "nftables"
-    # Someone else's rules in the same namespace: we must never touch them.
-    if nft:
-        runner.run(["nft", "add table ip other; add chain ip other c; add rule ip other c accept"])
-    else:
-        runner.run([harness.ipt, "-w", "-N", "OTHER-CHAIN"])
-        runner.run([harness.ipt, "-w", "-A", "OTHER-CHAIN", "-j", "ACCEPT"])
+    _add_foreign_rules(harness, nft)
     svc = service("drift", "10.96.0.90", PORTS)
     harness.put(svc, endpoint_slice("drift", harness.eps(0), SLICE_PORTS))
     assert harness.topo.requests("10.96.0.90", 80, 2) == ["backend-1"] * 2
@@ -303,6 +310,9 @@ def test_cleanup_removes_ours_only(harness: Harness) -> None:
 
     runner = harness.proxy.runner
     nft = harness.proxy._backend is not None and harness.proxy._backend.name == "nftables"
+    _add_foreign_rules(harness, nft)
+    harness.put(service("web", "10.96.0.10", PORTS),
+                endpoint_slice("web", harness.eps(0, 1, 2), SLICE_PORTS))  # fmt: skip
     harness.proxy.stop()  # the rules stay when the agent stops ...
     assert all(r.startswith("backend-") for r in harness.topo.requests("10.96.0.10", 80, 3))
     assert cleanup_all(runner) == [harness.proxy._backend.name]  # type: ignore[union-attr]
