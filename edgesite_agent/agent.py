@@ -67,6 +67,7 @@ class Agent:
         self.localapi: Any = None
         self.proxy: Any = None
         self.reflectors: list[Reflector] = []
+        self.refs: Any = None
         self.threads: list[threading.Thread] = []
         self.ref_kinds: tuple[str, ...] = (
             ("ConfigMap", "Secret") if cfg.cache_secrets else ("ConfigMap",)
@@ -101,7 +102,7 @@ class Agent:
 
         known = {kind: store.versions(kind) for kind in self.kinds}
         kubelet_client, proxy_client = self._clients()
-        refs = RefFetcher(
+        refs = self.refs = RefFetcher(
             kubelet_client, dispatcher, self.ref_kinds, known, self.status,
             log.getChild("refs"), self.stop_event, cfg.refs_refresh_s,
         )  # fmt: skip
@@ -169,6 +170,8 @@ class Agent:
         self.stop_event.set()
         for r in self.reflectors:
             r.close()
+        if self.refs is not None:
+            self.refs.close()
         for t in self.threads:
             t.join(timeout=5)
         if self.localapi is not None:

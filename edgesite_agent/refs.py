@@ -110,6 +110,10 @@ class RefFetcher:
         with self._lock:
             return set().union(*self._pods.values()) if self._pods else set()
 
+    def close(self) -> None:
+        """Wake the loop so that it sees `stop` (set first) now, not after `refresh_s`."""
+        self._wake.set()
+
     def run(self) -> None:
         delay = 0.0
         while not self.stop.is_set():

@@ -285,3 +285,11 @@ def _cli_build(out: Path) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "edgesite_agent.build_zipapp", str(out)],
         capture_output=True, text=True, cwd=str(REPO), timeout=60,
     )  # fmt: skip
+
+
+def test_stop_ends_every_agent_thread(api: KubeAPIServer, make_config: Any) -> None:
+    # A long refresh period: the referenced-objects loop must be woken, not waited for.
+    with running_agent(make_config(refs_refresh_s=300)) as agent:
+        wait_until(agent.status.ready, what="synced")
+    alive = [t.name for t in agent.threads if t.is_alive()]
+    assert not alive, f"still running after stop(): {alive}"
