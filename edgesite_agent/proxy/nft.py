@@ -273,6 +273,11 @@ def _shared_pieces(
     return chains, gotos
 
 
+def _hairpin(sp: ServicePortModel) -> Members:
+    """`ip . ip` of each endpoint of `sp` that may reach itself through the service."""
+    return Members(dict.fromkeys(f"{ip} . {ip}" for ip in sp.hairpin_ips))
+
+
 def _shared_fragment(
     sp: ServicePortModel,
     settings: ProxySettings,
@@ -305,7 +310,7 @@ def _shared_fragment(
         picks.append((nodeport_emap, str(sp.node_port), endpoints))
         elements[nodeport_emap] = _PICKED
     if sp.hairpin_ips:
-        elements["hairpin"] = Members(dict.fromkeys(f"{ip} . {ip}" for ip in sp.hairpin_ips))
+        elements["hairpin"] = _hairpin(sp)
     return chains
 
 
@@ -369,7 +374,7 @@ def render_fragment(
                 f"goto {ext}"
             )
     if sp.hairpin_ips:
-        elements["hairpin"] = Members(dict.fromkeys(f"{ip} . {ip}" for ip in sp.hairpin_ips))
+        elements["hairpin"] = _hairpin(sp)
     return Fragment(chains, sets, elements)
 
 

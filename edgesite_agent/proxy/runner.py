@@ -189,18 +189,31 @@ class Runner:
         return self.call(argv, stdin, check)[1]
 
     def call(
-        self, argv: list[str], stdin: str | None = None, check: bool = False
+        self,
+        argv: list[str],
+        stdin: str | None = None,
+        check: bool = False,
+        commit: CommitWatch | None = None,
     ) -> tuple[int, str, str]:
-        """(exit code, stdout, stderr); raises ApplyError only if `check` and it failed."""
+        """(exit code, stdout, stderr); raises ApplyError only if `check` and it failed.
+
+        With `commit` (started by the caller), returns 0 and the output so far as soon as
+        the kernel reports the tool's commit; a short-lived thread reaps the tool.
+        """
         child = self.spawn(argv)
         try:
-            out, err = child.communicate((stdin or "").encode(), self.timeout)
+            out, err = child.communicate((stdin or "").encode(), self.timeout, commit)
         except (OSError, ChildTimeout) as exc:
-            raise ApplyError(f"{argv[0]}: {exc}") from exc
-        finally:
             child.close()
+            raise ApplyError(f"{argv[0]}: {exc}") from exc
         code = child.returncode
-        assert code is not None  # communicate reaped it
+        if code is None:  # committed; the tool is still cleaning up
+            threading.Thread(
+                target=self._reap, args=(child, argv), name="tool-reaper", daemon=True
+            ).start()
+            code = 0
+        else:
+            child.close()
         stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
         if check:
             self._check(argv, code, stderr)
@@ -216,8 +229,8 @@ class Runner:
     def apply(self, argv: list[str], stdin: str) -> None:
         """Run a rules tool that must succeed; done once the kernel has committed its change.
 
-        The tool's exit can come a grace period later (see nlcommit); it is reaped by a
-        short-lived thread. Without a commit report (a failure, no change at all, iptables
+        The tool's exit can come a grace period later (see nlcommit; `call` reaps it in
+        the background). Without a commit report (a failure, no change at all, iptables
         legacy, a tool in another namespace) this is `run`: its exit status decides.
         One apply at a time per runner (the proxy's sync thread).
         """
@@ -227,21 +240,9 @@ class Runner:
             return
         watch.start()  # before the tool exists: its commit cannot come too early
         try:
-            child = self.spawn(argv)
-            try:
-                _, err = child.communicate(stdin.encode(), self.timeout, watch)
-            except (OSError, ChildTimeout) as exc:
-                child.close()
-                raise ApplyError(f"{argv[0]}: {exc}") from exc
+            self.call(argv, stdin, check=True, commit=watch)
         finally:
             watch.stop()
-        if child.returncode is None:
-            threading.Thread(
-                target=self._reap, args=(child, argv), name="tool-reaper", daemon=True
-            ).start()
-            return
-        child.close()
-        self._check(argv, child.returncode, err.decode(errors="replace"))
 
     def _reap(self, child: Child, argv: list[str]) -> None:
         try:
