@@ -82,22 +82,20 @@ class WanLink:
         async def relay(
             client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
         ) -> None:
+            up_writer: asyncio.StreamWriter | None = None
             try:
                 up_reader, up_writer = await asyncio.open_connection(host, port)
-            except OSError:
-                client_writer.close()
-                return
-            try:
                 await asyncio.gather(
                     _pump(client_reader, up_writer, self._delay),
                     _pump(up_reader, client_writer, self._delay),
                     return_exceptions=True,
                 )
-            except asyncio.CancelledError:
-                # The link shuts down: a connection still open ends here, not as an error.
+            except (OSError, asyncio.CancelledError):
+                # Upstream unreachable, or the link shuts down: the connection just ends.
                 pass
             finally:
-                up_writer.close()
+                if up_writer is not None:
+                    up_writer.close()
                 client_writer.close()
 
         return relay

@@ -57,8 +57,10 @@ def test_an_open_connection_does_not_keep_the_link_from_stopping():
     with WanLink([("127.0.0.1", port)], rtt_ms=20) as link:
         client = socket.create_connection(("127.0.0.1", link.ports[("127.0.0.1", port)]))
         conn, _ = upstream.accept()
-    client.settimeout(30)
-    conn.settimeout(30)
+        client.settimeout(30)
+        conn.settimeout(30)
+        client.sendall(b"x")  # the relay is up and carrying data, as an SSH master's would be
+        assert conn.recv(1) == b"x"
     # The link ended the relayed connection on its way out: both ends see end of stream.
     assert client.recv(1) == b""
     assert conn.recv(1) == b""
