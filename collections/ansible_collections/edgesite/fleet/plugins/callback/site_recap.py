@@ -26,7 +26,10 @@ _DEFAULT_SITE = "default"
 def _first_line(result):
     text = result.get("msg") or result.get("stderr") or result.get("reason") or ""
     text = str(text).strip()
-    return text.splitlines()[0][:200] if text else "no message"
+    if text:
+        return text.splitlines()[0][:200]
+    # A no_log task's result holds only this notice; say so rather than "no message".
+    return "its output is hidden (no_log)" if "censored" in result else "no message"
 
 
 class CallbackModule(CallbackBase):
