@@ -76,8 +76,14 @@ def fresh_fleet(name: str, sites: int, workdir: Path, artifacts: Path) -> tuple[
         k3s_server_kubeconfig_dir=str(workdir / "kube" / name),
     )
     hosts.write_text(json.dumps(inventory))
-    count = sum(len(g["hosts"]) for g in inventory["all"]["children"].values())
-    return hosts, count
+    return hosts, len(inventory_hosts(inventory))
+
+
+def inventory_hosts(inventory: dict) -> list[dict]:
+    """Every host entry of a testhosts inventory, whose hosts sit in its groups."""
+    return [
+        host for group in inventory["all"]["children"].values() for host in group["hosts"].values()
+    ]
 
 
 def defaults_config(workdir: Path) -> Path:
@@ -173,34 +179,25 @@ def time_variants(inventory: Path, hosts: int, workdir: Path) -> None:
         print(f"variant {label}: re-run per-host seconds {rerun / hosts:.2f}", flush=True)
 
 
-def over_link(inventory: Path, link: WanLink | None) -> Path:
-    """The inventory as the controller reaches it: through the WAN link, when there is one.
-    Each host keeps its own address as the name its SSH host key is checked against."""
-    if link is None:
+def over_link(inventory: Path, rtt_ms: float, stack: contextlib.ExitStack) -> Path:
+    """The inventory as the controller reaches it: through a WAN link of `rtt_ms` that lives as
+    long as `stack` (the inventory itself for 0). Each host keeps its own address as the name
+    its SSH host key is checked against."""
+    if rtt_ms <= 0:
         return inventory
-    text = inventory.read_text()
-    data = json.loads(text[text.index("{") :])
-    for group in data["all"]["children"].values():
-        for host in group["hosts"].values():
-            address = host["ansible_host"]
-            host.update(
-                ansible_host="127.0.0.1",
-                ansible_port=link.ports[(address, 22)],
-                ansible_ssh_extra_args=f"-o HostKeyAlias={address}",
-            )
+    data = json.loads(inventory.read_text())  # fresh_fleet wrote it as plain JSON
+    hosts = inventory_hosts(data)
+    link = stack.enter_context(WanLink([(host["ansible_host"], 22) for host in hosts], rtt_ms))
+    for host in hosts:
+        address = host["ansible_host"]
+        host.update(
+            ansible_host="127.0.0.1",
+            ansible_port=link.ports[(address, 22)],
+            ansible_ssh_extra_args=f"-o HostKeyAlias={address}",
+        )
     linked = inventory.with_name(inventory.stem + "-wan.json")
     linked.write_text(json.dumps(data))
     return linked
-
-
-def ssh_upstreams(inventory: Path) -> list[tuple[str, int]]:
-    text = inventory.read_text()
-    data = json.loads(text[text.index("{") :])
-    return [
-        (host["ansible_host"], 22)
-        for group in data["all"]["children"].values()
-        for host in group["hosts"].values()
-    ]
 
 
 def main() -> int:
@@ -224,13 +221,6 @@ def main() -> int:
     subprocess.run([*TESTHOSTS, "image"], check=True, capture_output=True)
     results: dict[str, dict[str, float]] = {}
     link_label = f"{args.rtt_ms:g} ms link" if args.rtt_ms > 0 else "loopback"
-
-    def link_to(inventory: Path, stack: contextlib.ExitStack) -> Path:
-        if args.rtt_ms <= 0:
-            return inventory
-        link = stack.enter_context(WanLink(ssh_upstreams(inventory), args.rtt_ms))
-        return over_link(inventory, link)
-
     with tempfile.TemporaryDirectory(prefix="fleet-run-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         artifacts = workdir / "artifacts"
@@ -240,12 +230,12 @@ def main() -> int:
             if args.variants_only:
                 inventory, hosts = fresh_fleet("fleetbench", args.sites, workdir, artifacts)
                 run_site(inventory, configs["edgesite"], workdir, "converge", facts="variants")
-                time_variants(link_to(inventory, stack), hosts, workdir)
+                time_variants(over_link(inventory, args.rtt_ms, stack), hosts, workdir)
                 return 0
             # site.yml on fresh hosts, once per configuration, over the link.
             for label, config in configs.items():
                 inventory, hosts = fresh_fleet("fleetbench", args.sites, workdir, artifacts)
-                linked = link_to(inventory, stack)
+                linked = over_link(inventory, args.rtt_ms, stack)
                 first = run_site(linked, config, workdir, label)
                 results[label] = {"first": first / hosts}
                 print(f"{label}: {hosts} hosts in {args.sites} sites, {link_label}; per-host "
