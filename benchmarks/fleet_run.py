@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from k3s.artifacts import add_version  # noqa: E402  (test helper: builds the stand-in release)
 from wan_link import WanLink  # noqa: E402
 
-K3S_VERSION = "v1.31.4+k3s1"
+K3S_VERSION = "v1.36.4+k3s1"
 TESTHOSTS = [sys.executable, str(REPO / "tools" / "testhosts.py")]
 
 

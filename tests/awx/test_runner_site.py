@@ -42,7 +42,7 @@ NAME = f"awx{os.getpid()}"
 MASTER, WORKER = f"edgesite-{NAME}-m1", f"edgesite-{NAME}-w1"
 SITE = "awx-test-site"
 # Not the inventory default (roles/edgesite/defaults), so only the survey answer can select it.
-VERSION = "v1.31.5+k3s1"
+VERSION = "v1.36.5+k3s1"
 IDENT = "4242"
 # What the project checkout needs to run the playbooks (AWX clones the whole repository).
 PROJECT_CONTENT = ("ansible.cfg", "site.yml", "playbooks", "roles", "collections", "edgesite_agent")

@@ -19,7 +19,7 @@ from k3s.artifacts import add_version
 
 from .release import SUMS, build_release
 
-K3S = "v1.31.4+k3s1"
+K3S = "v1.36.4+k3s1"
 SITES = {
     "bad": {"masters": ["bad-m1", "bad-m2", "bad-m3"], "workers": ["bad-w1"]},
     "good": {"masters": ["good-m1"], "workers": ["good-w1"]},

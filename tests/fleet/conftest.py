@@ -30,7 +30,7 @@ if str(REPO) not in sys.path:
 from tests.kubeapi import KubeAPIServer, certs  # noqa: E402
 from tests.kubeapi.server import free_port  # noqa: E402
 
-K3S = "v1.31.4+k3s1"
+K3S = "v1.36.4+k3s1"
 
 
 def k8s_node(

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "tools" / "containers.conf"
 
 NAME = "fleetiso"
-K3S = "v1.31.4+k3s1"
+K3S = "v1.36.4+k3s1"
 DATASTORE = {"site1": "external", "site2": "external", "site3": "sqlite"}
 CONVERGED = ("site1", "site2")
 BROKEN = "site3"

@@ -46,12 +46,12 @@ def test_healthy_site_has_no_problems() -> None:
 
 def test_node_problems_not_ready_wrong_version_missing_and_unknown() -> None:
     api = api_with(
-        k8s_node("m1", ("control-plane", "etcd"), version="v1.30.9+k3s1"),
+        k8s_node("m1", ("control-plane", "etcd"), version="v1.35.9+k3s1"),
         k8s_node("stray", ready=False),
     )
     s = site("s", api, [agent()])
     rows = {r["node"]: r for r in s["nodes"]}
-    assert rows["m1"]["problems"] == [f"runs k3s v1.30.9+k3s1, the site pins {K3S}"]
+    assert rows["m1"]["problems"] == [f"runs k3s v1.35.9+k3s1, the site pins {K3S}"]
     assert "not registered in the Kubernetes API" in rows["w1"]["problems"]
     assert rows["stray"]["problems"][0] == "registered in the API but not in the inventory"
     assert any(p.startswith("NotReady (NodeStatusUnknown") for p in rows["stray"]["problems"])

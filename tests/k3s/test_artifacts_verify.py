@@ -16,7 +16,7 @@ import pytest
 
 from k3s.artifacts import BINARY, IMAGES, SUMS, add_version
 
-VERSION = "v1.31.4+k3s1"
+VERSION = "v1.36.4+k3s1"
 
 
 def inventory(tmp_path: Path, **site_vars) -> Path:
@@ -77,7 +77,7 @@ def test_missing_sum_file_names_the_file(tmp_path, run_playbook):
 
 def test_release_of_another_version_is_not_accepted(tmp_path, run_playbook):
     # Only the pinned release's directory counts, even when another release is present.
-    add_version(tmp_path / "art", "v1.30.8+k3s1")
+    add_version(tmp_path / "art", "v1.35.8+k3s1")
     result = run_playbook(
         "site.yml", inventory(tmp_path, edgesite_artifacts_dir=str(tmp_path / "art"))
     )

@@ -13,7 +13,7 @@ import pytest
 
 from k3s.site_hosts import changed_tasks, recap, sh, stand_up, standin_records, tear_down
 
-VERSION = "v1.31.4+k3s1"
+VERSION = "v1.36.4+k3s1"
 NEW_TOKEN = "day2-rotated-token-8Rk2Wq7Xz4"
 
 pytestmark = [pytest.mark.podman, pytest.mark.root]

@@ -20,7 +20,7 @@ from k3s.site_hosts import recap, sh, stand_up, standin_records, tear_down
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "k3spy"
-V1, V2, V3 = "v1.31.4+k3s1", "v1.31.5+k3s1", "v1.31.6+k3s1"
+V1, V2, V3 = "v1.36.4+k3s1", "v1.36.5+k3s1", "v1.36.6+k3s1"
 MASTERS = [f"edgesite-{NAME}-m{i}" for i in (1, 2, 3)]
 WORKER = f"edgesite-{NAME}-w1"
 SITE = "k3s-test-site"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from k3s.artifacts import add_version
 
-DEFAULT_VERSION = "v1.31.4+k3s1"
+DEFAULT_VERSION = "v1.36.4+k3s1"
 
 
 @pytest.fixture(scope="session")

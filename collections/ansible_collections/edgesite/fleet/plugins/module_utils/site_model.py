@@ -192,7 +192,7 @@ def _check_site_settings(site, settings):
     if not isinstance(version, str) or not _K3S_VERSION.match(version):
         problems.append(
             f"site '{site}': edgesite_k3s_version {version!r} is not a pinned k3s release; "
-            "use the form v1.31.4+k3s1"
+            "use the form v1.36.4+k3s1"
         )
     vip = settings.get("site_vip")
     if vip:

@@ -133,7 +133,7 @@ EXAMPLES = r"""
     site: store-0042
     kubeconfig: ~/.kube/edgesite/store-0042.yaml
     datastore: embedded
-    k3s_version: v1.31.4+k3s1
+    k3s_version: v1.36.4+k3s1
   delegate_to: localhost
   register: site_health
 
@@ -178,7 +178,7 @@ site:
       description: API server URL, reachability, version and error.
       type: dict
       sample: {"url": "https://10.0.0.11:6443", "reachable": true,
-               "version": "v1.31.4+k3s1", "error": ""}
+               "version": "v1.36.4+k3s1", "error": ""}
     datastore:
       description: >-
         Datastore kind, source, health, members, leader, db size (bytes), alarms, problems.
@@ -192,7 +192,7 @@ site:
       elements: dict
       sample:
         - {"host": "store-0042-w1", "node": "store-0042-w1", "role": "worker", "ready": true,
-           "roles": ["worker"], "k3s_version": "v1.31.4+k3s1", "agent_version": "0.1.0",
+           "roles": ["worker"], "k3s_version": "v1.36.4+k3s1", "agent_version": "0.1.0",
            "agent_ready": true, "seconds_since_api_contact": 1.2, "problems": []}
 """
 
