@@ -12,6 +12,12 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ansible_collections.edgesite.fleet.plugins.module_utils.k3s_inputs import (
+    node_label_problems,
+    node_taint_problems,
+    site_name_problems,
+)
+
 DATASTORES = ("embedded", "external", "sqlite")
 MAX_MASTERS = 3
 # A k3s token set by the user must resist guessing: the token lets any host join the cluster.
@@ -123,6 +129,33 @@ def _check_host_values(site, record):
             f"site '{site}': host '{host}' has node IP {address!r}, which is not an IP address; "
             "set edgesite_node_ip to the address the node uses inside the site"
         )
+    return problems
+
+
+def _check_k3s_inputs(site, record):
+    """What k3s or the kubelet would refuse on this host (module_utils/k3s_inputs.py).
+
+    The extra config is checked on its host (filter k3s_extra_config_problems) so that its
+    values, which may be secrets, never enter the record: the record carries the problems.
+    """
+    host = record["host"]
+    problems = list(record.get("extra_config_problems") or ())
+    problems.extend(
+        node_label_problems(
+            record.get("node_labels"),
+            host,
+            record.get("node_labels_variable") or "edgesite_node_labels",
+            site,
+        )
+    )
+    problems.extend(
+        node_taint_problems(
+            record.get("node_taints"),
+            host,
+            record.get("node_taints_variable") or "edgesite_node_taints",
+            site,
+        )
+    )
     return problems
 
 
@@ -243,7 +276,9 @@ def site_problems_by_site(
     every site. Sites are otherwise independent: one broken site never holds back the others.
 
     records: one dict per host of the run that passed its own checks, with keys host, site,
-    is_master, is_worker, node_name, node_ip and the SITE_WIDE_KEYS (no edgesite_ prefix).
+    is_master, is_worker, node_name, node_ip and the SITE_WIDE_KEYS (no edgesite_ prefix);
+    optionally node_labels, node_taints (with node_labels_variable / node_taints_variable, the
+    variables they came from) and extra_config_problems (k3s_extra_config_problems' result).
     groups: the inventory's group names.
     inventory_masters: (master, site) pairs over the whole inventory, to refuse a run that
     holds only part of a site's masters (None: the run is the whole inventory).
@@ -282,9 +317,10 @@ def _site_checks(site, members, masters_by_site, failed_names):
     if partial:
         # The other checks would judge a fragment of the site; this is the one to fix.
         return partial
-    problems = _check_roles(site, members)
+    problems = site_name_problems(site) + _check_roles(site, members)
     for record in members:
         problems.extend(_check_host_values(site, record))
+        problems.extend(_check_k3s_inputs(site, record))
     problems.extend(_check_unique(site, members, "node_name", "node name"))
     problems.extend(_check_unique(site, members, "node_ip", "node IP"))
     consistency = _check_consistent(site, members)
