@@ -387,7 +387,7 @@ def _parse_taint(spec):
     key_value, effect = parts
     if effect not in TAINT_EFFECTS:
         return f"the effect '{effect}' is not one of {', '.join(TAINT_EFFECTS)}", None
-    key, _, value = key_value.partition("=")
+    key, _eq, value = key_value.partition("=")
     if "=" in value:
         return "it has more than one '='", None
     errors = qualified_name_errors(key) + label_value_errors(value)
