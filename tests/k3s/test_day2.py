@@ -9,6 +9,9 @@ site stays converged. Tests in this module run in order against one set of hosts
 
 from __future__ import annotations
 
+import json
+import shlex
+
 import pytest
 
 from k3s.site_hosts import changed_tasks, recap, sh, stand_up, standin_records, tear_down
@@ -41,8 +44,44 @@ def worker(site) -> str:
 
 
 def node_ready(site, node: str) -> str:
-    result = sh(master(site), f"/usr/local/bin/k3s kubectl get node {node}", check=False)
+    """The Node's Ready status as real kubectl prints it, or kubectl's error."""
+    jsonpath = 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'
+    result = sh(
+        master(site),
+        f"/usr/local/bin/k3s kubectl get node {node} -o {shlex.quote(jsonpath)}",
+        check=False,
+    )
     return result.stdout.strip() if result.returncode == 0 else result.stderr.strip()
+
+
+def admin(host: str, method: str, path: str, body: dict | None = None) -> None:
+    """A test control on the master's test API (its loopback admin interface)."""
+    script = (
+        "import json, sys, urllib.request as u; "
+        "r = u.Request('http://127.0.0.1:6080' + sys.argv[1], method=sys.argv[2], "
+        "data=sys.argv[3].encode() or None, headers={'Content-Type': 'application/json'}); "
+        "u.urlopen(r, timeout=5).read()"
+    )
+    data = json.dumps(body) if body is not None else ""
+    args = " ".join(shlex.quote(a) for a in (script, path, method, data))
+    sh(host, f"python3 -c {args}")
+
+
+def pod(name: str, node: str, labels: dict, owner: str = "") -> dict:
+    meta: dict = {"name": name, "namespace": "default", "labels": labels}
+    if owner:
+        ref = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner, "controller": True}
+        meta["ownerReferences"] = [ref | {"uid": f"uid-{owner}"}]
+    return {"metadata": meta, "spec": {"nodeName": node}, "status": {"phase": "Running"}}
+
+
+def budget(allowed: int) -> dict:
+    return {
+        "metadata": {"name": "web", "namespace": "default", "generation": 1},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}},
+        "status": {"observedGeneration": 1, "disruptionsAllowed": allowed,
+                   "desiredHealthy": 1, "currentHealthy": 1},
+    }  # fmt: skip
 
 
 def test_site_converges_with_the_edge_agent(site, run_playbook):
@@ -111,6 +150,29 @@ REMOVED_NODE_LEFTOVERS = [
 ]
 
 
+def test_drain_refuses_pods_without_controller_and_waits_on_budgets(site, run_playbook):
+    """kubectl drain's own rules, bounded and explained; the node stays cordoned and is kept."""
+    node = worker(site)
+    admin(master(site), "POST", "/objects/pods", pod("lonely", node, {"app": "tool"}))
+    admin(master(site), "POST", "/objects/pods", pod("web-1", node, {"app": "web"}, "web"))
+    admin(master(site), "POST", "/objects/poddisruptionbudgets", budget(allowed=0))
+    remove = ("playbooks/remove_node.yml", site.inventory, "-e", f"edgesite_remove_node={node}",
+              "-e", "edgesite_drain_timeout_s=12")  # fmt: skip
+    result = run_playbook(*remove)
+    assert result.rc != 0
+    assert f"Node {node} (site 'day2-site') could not be drained within 12 s" in result.output
+    assert "cannot delete Pods that declare no controller" in result.output
+    assert node_ready(site, node) == "True"  # the Node is kept, cordoned
+    assert sh(node, "systemctl is-active k3s-agent").stdout.strip() == "active"
+    # Forced: the pod without a controller goes; the budget still holds web-1 until the timeout.
+    result = run_playbook(*remove, "-e", "edgesite_drain_force=true")
+    assert result.rc != 0
+    assert "disruption budget" in result.output
+    assert sh(node, "systemctl is-active k3s-agent").stdout.strip() == "active"
+    # The budget allows one disruption now: the removal below goes through.
+    admin(master(site), "POST", "/objects/poddisruptionbudgets", budget(allowed=1))
+
+
 def test_remove_worker_drains_deletes_and_uninstalls(site, run_playbook):
     node = worker(site)
     result = run_playbook(
@@ -144,6 +206,22 @@ def test_first_master_cannot_be_removed(site, run_playbook):
     assert result.rc != 0
     assert "first master" in result.output
     assert sh(master(site), "systemctl is-active k3s").stdout.strip() == "active"
+
+
+def test_unreachable_server_fails_the_join_in_bounded_time(site, run_playbook):
+    """k3s retries a join without end; add_node must stop with a message, not hang."""
+    node = worker(site)
+    sh(node, "iptables -I OUTPUT -p tcp --dport 6443 -j REJECT")
+    try:
+        result = run_playbook(
+            "playbooks/add_node.yml", site.inventory,
+            "-e", "k3s_agent_health_retries=5", "-e", "k3s_agent_health_delay=1",
+        )  # fmt: skip
+    finally:
+        sh(node, "iptables -D OUTPUT -p tcp --dport 6443 -j REJECT")
+    assert result.rc != 0
+    assert f"{node} did not register Ready on {master(site)} within 5 s" in result.output
+    assert "journalctl -u k3s-agent" in result.output
 
 
 def test_add_node_brings_the_worker_back(site, run_playbook):

@@ -77,3 +77,27 @@ def field_value(selector: str, field: str) -> str | None:
         if f == field and eq:
             return value
     return None
+
+
+def label_selector_matches(selector: Obj | None, labels: dict[str, str]) -> bool:
+    """A metav1.LabelSelector object (matchLabels, matchExpressions) against labels.
+
+    Follows apimachinery/pkg/apis/meta/v1/helpers.go LabelSelectorAsSelector: a nil selector
+    matches nothing, an empty one everything (as a PodDisruptionBudget's in policy/v1).
+    """
+    if selector is None:
+        return False
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True

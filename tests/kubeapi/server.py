@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.kubeapi import discovery, writes
 from tests.kubeapi.selectors import field_value, matcher
 from tests.kubeapi.state import RESOURCES, ApiStatusError, Obj, Resource, State
 
@@ -58,7 +59,7 @@ class Options:
     tokens: dict[str, str] = field(default_factory=dict)  # bearer token -> user name
     # Non-resource endpoints (health reports read them): /version's gitVersion, the
     # /readyz checks that fail (e.g. ["etcd"]), and the storage size /metrics reports.
-    git_version: str = "v1.31.4+k3s1"
+    git_version: str = "v1.36.4+k3s1"
     failing_checks: list[str] = field(default_factory=list)
     storage_size_bytes: int = 1 << 20
 
@@ -181,6 +182,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if ident is None:
                 raise ApiStatusError(401, "Unauthorized", "Unauthorized")
+            doc = discovery.document(url.path)
+            if doc is not None:  # open to every authenticated user (system:discovery)
+                self._send_json(200, doc)
+                return
             res, ns, name = _route(url.path)
             watch = query.get("watch", "") in ("1", "true")
             self.api.authorize(ident, res, ns, name, query, "watch" if watch else "get")
@@ -204,7 +209,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _non_resource(self, path: str, query: dict[str, str], ident: Identity | None) -> None:
         opts = self.api.options
         if path == "/version":
-            self._send_json(200, {"major": "1", "minor": "31", "gitVersion": opts.git_version})
+            major, minor = opts.git_version.lstrip("v").split(".")[:2]
+            self._send_json(200, {"major": major, "minor": minor, "gitVersion": opts.git_version,
+                                  "platform": "linux/amd64"})  # fmt: skip
         elif path == "/metrics":
             if ident is None or (opts.authorize and "system:masters" not in ident.groups):
                 raise ApiStatusError(403, "Forbidden", 'forbidden: cannot get path "/metrics"')
@@ -224,10 +231,33 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_text(200 if ok else 500, "\n".join(lines) + "\n" if verbose or not ok
                             else "ok")  # fmt: skip
 
-    def do_POST(self) -> None:
-        self._send_json(405, ApiStatusError(405, "MethodNotAllowed", "read-only").status())
+    def _write(self, method: str) -> None:
+        if self._extra_route(method):
+            return
+        url = urlsplit(self.path)
+        size = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(size) if size else b""
+        ident = self._identity()
+        self.api.log_request(Request(method, url.path, {}, ident.user if ident else ""))
+        try:
+            if ident is None:
+                raise ApiStatusError(401, "Unauthorized", "Unauthorized")
+            code, obj = self.api.write(ident, method, url.path, self.headers, raw)
+            self._send_json(code, obj)
+        except ApiStatusError as err:
+            self._send_json(err.code, err.status())
 
-    do_PUT = do_DELETE = do_PATCH = do_POST
+    def do_POST(self) -> None:
+        self._write("POST")
+
+    def do_PUT(self) -> None:
+        self._write("PUT")
+
+    def do_PATCH(self) -> None:
+        self._write("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._write("DELETE")
 
     # --- watch ---------------------------------------------------------------------
     def _watch(self, res: Resource, ns: str | None, q: dict[str, str]) -> None:
@@ -458,6 +488,42 @@ class KubeAPIServer:
         self.requests.append(req)
 
     # --- API semantics -------------------------------------------------------------
+    def write(
+        self, who: Identity, method: str, path: str, headers: Message, raw: bytes
+    ) -> tuple[int, Obj]:
+        """POST/PUT/PATCH/DELETE on a resource path (tests.kubeapi.writes has the rules)."""
+        sub = None
+        parts = path.rstrip("/").split("/")
+        if len(parts) > 2 and parts[-3] == "pods" and parts[-1] == "eviction":
+            sub, path = "eviction", "/".join(parts[:-1])
+        res, ns, name = _route(path)
+        if self.options.authorize and "system:masters" not in who.groups:
+            raise ApiStatusError(
+                403, "Forbidden", f'{res.plural} is forbidden: User "{who.user}" cannot '
+                f"{method.lower()} resource \"{res.plural}\" (the test API lets only "
+                "system:masters write)",
+            )  # fmt: skip
+        body: Any = None
+        if method in ("POST", "PUT") and raw:
+            try:
+                body = json.loads(raw)
+            except ValueError as err:
+                raise ApiStatusError(400, "BadRequest", f"error decoding body: {err}") from err
+        if sub == "eviction" and method == "POST" and name is not None:
+            return 201, writes.evict(self.state, ns or "default", name, body)
+        if method == "POST" and name is None:
+            return 201, writes.create(self.state, res, ns, body)
+        if name is None:
+            raise ApiStatusError(405, "MethodNotAllowed", f"{method} is not allowed on {path}")
+        if method == "PUT":
+            return 200, writes.update(self.state, res, ns, name, body)
+        if method == "PATCH":
+            ctype = headers.get("Content-Type", "")
+            return 200, writes.patch(self.state, res, ns, name, ctype, raw)
+        if method == "DELETE":
+            return 200, writes.delete(self.state, res, ns, name)
+        raise ApiStatusError(405, "MethodNotAllowed", f"{method} is not allowed on {path}")
+
     def list(self, res: Resource, ns: str | None, q: dict[str, str]) -> Obj:
         st = self.state
         match = matcher(q.get("fieldSelector", ""), q.get("labelSelector", ""))

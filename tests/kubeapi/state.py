@@ -42,6 +42,11 @@ RESOURCES: dict[str, Resource] = {
         Resource("secrets", "Secret", "v1", True),
         Resource("services", "Service", "v1", True),
         Resource("endpointslices", "EndpointSlice", "discovery.k8s.io/v1", True),
+        # For kubectl's drain: the namespaces of pods, the DaemonSets it skips pods of, and
+        # the PodDisruptionBudgets evictions are checked against.
+        Resource("namespaces", "Namespace", "v1", False),
+        Resource("daemonsets", "DaemonSet", "apps/v1", True),
+        Resource("poddisruptionbudgets", "PodDisruptionBudget", "policy/v1", True),
     )
 }
 BY_KIND = {r.kind: r for r in RESOURCES.values()}
@@ -53,9 +58,10 @@ class ApiStatusError(Exception):
     def __init__(self, code: int, reason: str, message: str) -> None:
         super().__init__(message)
         self.code, self.reason, self.message = code, reason, message
+        self.details: Obj | None = None
 
     def status(self) -> Obj:
-        return {
+        out = {
             "kind": "Status",
             "apiVersion": "v1",
             "metadata": {},
@@ -64,6 +70,9 @@ class ApiStatusError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if self.details:
+            out["details"] = self.details
+        return out
 
 
 @dataclass

