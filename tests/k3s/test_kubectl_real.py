@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.kubeapi import KubeAPIServer, Options, certs  # noqa: E402
+from tests.kubeapi import KubeAPIServer, Options, certs
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
 READY = 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'

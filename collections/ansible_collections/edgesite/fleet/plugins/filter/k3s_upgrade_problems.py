@@ -10,7 +10,7 @@ description:
   - Compares the k3s version each host runs with the release it is about to get, following the
     Kubernetes version skew policy (U(https://kubernetes.io/releases/version-skew-policy/)) and
     k3s's upgrade guide (U(https://docs.k3s.io/upgrades)).
-  - Refused, per host, a jump over a Kubernetes minor version (v1.36 to v1.38: upgrade to a
+  - Refused, per host, a jump over a Kubernetes minor version (v1.36 to v1.38; upgrade to a
     v1.37 release first), a minor version downgrade, and a change of major version.
   - Refused, per site, a worker that would run a newer k3s than one of the site's masters
     (a kubelet must never be newer than the kube-apiserver; k3s servers are upgraded first).
