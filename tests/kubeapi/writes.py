@@ -89,12 +89,7 @@ def update(state: State, res: Resource, ns: str | None, name: str, body: Obj) ->
         if current is None:
             raise not_found(res, name)
         wanted_rv = obj["metadata"].get("resourceVersion")
-        if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
-            raise ApiStatusError(
-                409, "Conflict", f'Operation cannot be fulfilled on {qualified(res)} "{name}": '
-                "the object has been modified; please apply your changes to the latest version "
-                "and try again",
-            )  # fmt: skip
+        _require_version(res, name, current, wanted_rv)
         return state.upsert(res.plural, obj)
 
 
@@ -117,19 +112,24 @@ def patch(
     if kind == STRATEGIC_PATCH:
         doc = _without_ordering_directives(doc)
     with state.cond:
-        current = state.get(res.plural, ns or "", name) if _exists(state, res, ns, name) else None
-        if current is None:
+        if not _exists(state, res, ns, name):
             raise not_found(res, name)
+        current = state.get(res.plural, ns or "", name)
         merged = merge_patch(current, doc)
         wanted_rv = (doc.get("metadata") or {}).get("resourceVersion")
-        if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
-            raise ApiStatusError(
-                409, "Conflict", f'Operation cannot be fulfilled on {qualified(res)} "{name}": '
-                "the object has been modified; please apply your changes to the latest version "
-                "and try again",
-            )  # fmt: skip
+        _require_version(res, name, current, wanted_rv)
         merged["metadata"]["name"] = name
         return state.upsert(res.plural, merged)
+
+
+def _require_version(res: Resource, name: str, current: Obj, wanted_rv: str | None) -> None:
+    """A stale resourceVersion precondition is a 409 Conflict (storage/errors.go NewConflict)."""
+    if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
+        raise ApiStatusError(
+            409, "Conflict", f'Operation cannot be fulfilled on {qualified(res)} "{name}": '
+            "the object has been modified; please apply your changes to the latest version "
+            "and try again",
+        )  # fmt: skip
 
 
 def delete(state: State, res: Resource, ns: str | None, name: str) -> Obj:
