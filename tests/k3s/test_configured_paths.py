@@ -14,6 +14,10 @@ import json
 import sys
 from pathlib import Path
 
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
 FAKE_K3S = """#!/bin/sh
 printf '%s\\n' "$(printf '%s\\037' "$0" "$@")" >> {log}
 if [ "$1 $2 $3" = "kubectl get nodes" ]; then
@@ -104,3 +108,91 @@ def test_reset_removes_the_configured_data_dir(tmp_path, run_playbook):
     assert result.rc == 0, result.output
     # Check mode: the file task reports what it would remove.
     assert f"changed: [m1] => (item={data})" in result.output, result.output
+
+
+def _worker_play_of_upgrade(tmp_path: Path) -> Path:
+    """upgrade.yml's worker play as written, its roles skipped (when: false; their defaults
+    still load, as in the real play), behind a play that marks the masters upgraded and
+    healthy the way role k3s_server does, so the worker gate lets the worker through."""
+    plays = yaml.safe_load((REPO / "playbooks" / "upgrade.yml").read_text())
+    (worker_play,) = [p for p in plays if str(p.get("name", "")).startswith("Upgrade | workers")]
+    worker_play["roles"] = [
+        {**(r if isinstance(r, dict) else {"role": r}), "when": False} for r in worker_play["roles"]
+    ]
+    masters_done = {
+        "name": "Masters passed their gate (what role k3s_server leaves behind)",
+        "hosts": "edgesite_masters",
+        "gather_facts": False,
+        "tasks": [
+            {
+                "name": "Mark",
+                "ansible.builtin.set_fact": {
+                    "__k3s_server_site_token": "t",
+                    "__k3s_server_healthy": True,
+                    "k3s_server_address": "10.0.0.11",
+                },
+            }
+        ],
+    }
+    path = tmp_path / "upgrade_workers.yml"
+    path.write_text(yaml.safe_dump([masters_done, worker_play], sort_keys=False))
+    return path
+
+
+def test_upgrade_reads_and_drains_each_worker_through_the_configured_binaries(
+    tmp_path, run_playbook
+):
+    # Master and worker each get their own non-default bin dir (k3s_artifacts_bin_dir, which the
+    # k3s_server_binary / k3s_agent_binary role defaults follow), as an inventory would set it.
+    log = tmp_path / "k3s-calls.log"
+    binaries = {}
+    for host in ("m1", "w1"):
+        bin_dir = tmp_path / host / "k3s-bin"
+        bin_dir.mkdir(parents=True)
+        binaries[host] = bin_dir / "k3s"
+        binaries[host].write_text(
+            f'#!/bin/sh\nprintf \'%s\\n\' "$(printf \'%s\\037\' "$0" "$@")" >> {log}\n'
+            # An older release than the pinned one: the worker is upgraded, so it is drained.
+            "[ \"$1\" = --version ] && echo 'k3s version v1.36.3+k3s1 (fake)'\nexit 0\n"
+        )
+        binaries[host].chmod(0o755)
+    inventory = {
+        "all": {
+            "vars": {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": sys.executable,
+                "ansible_become": False,
+            },
+            "children": {
+                "edgesite_masters": {
+                    "hosts": {
+                        "m1": {
+                            "edgesite_node_ip": "10.0.0.11",
+                            "k3s_artifacts_bin_dir": str(binaries["m1"].parent),
+                        }
+                    }
+                },
+                "edgesite_workers": {
+                    "hosts": {
+                        "w1": {
+                            "edgesite_node_ip": "10.0.0.21",
+                            "k3s_artifacts_bin_dir": str(binaries["w1"].parent),
+                        }
+                    }
+                },
+            },
+        }
+    }
+    path = tmp_path / "hosts.yml"
+    path.write_text(json.dumps(inventory))
+    result = run_playbook(str(_worker_play_of_upgrade(tmp_path)), path)
+    made = calls(log)
+    # The worker's own binary tells what it runs ...
+    assert [str(binaries["w1"]), "--version"] in made, result.output
+    # ... and kubectl runs on the first master through the master's binary.
+    drains = [c for c in made if c[1:3] == ["kubectl", "drain"]]
+    assert [c[:4] for c in drains] == [[str(binaries["m1"]), "kubectl", "drain", "w1"]], (
+        result.output
+    )
+    assert [str(binaries["m1"]), "kubectl", "uncordon", "w1"] in made, result.output
+    assert result.rc == 0, result.output
