@@ -196,3 +196,66 @@ def test_upgrade_reads_and_drains_each_worker_through_the_configured_binaries(
     )
     assert [str(binaries["m1"]), "kubectl", "uncordon", "w1"] in made, result.output
     assert result.rc == 0, result.output
+
+
+def agent_config(tmp_path: Path, run_playbook, **host_vars) -> dict:
+    """The edge agent's agent.json as role edgesite_agent would write it for a worker with these
+    inventory variables (the role's defaults and vars rendered; its tasks skipped)."""
+    out = tmp_path / "agent.json"
+    playbook = tmp_path / "render_agent_config.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "hosts": "w1",
+                    "gather_facts": False,
+                    "roles": [{"role": "edgesite_agent", "when": False}],
+                    "tasks": [
+                        {
+                            "name": "Render",
+                            "ansible.builtin.copy": {
+                                "content": "{{ __edgesite_agent_config | to_json }}",
+                                "dest": str(out),
+                                "mode": "0600",
+                            },
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    inventory = {
+        "all": {
+            "vars": {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": sys.executable,
+                "ansible_become": False,
+            },
+            "children": {
+                "edgesite_workers": {
+                    "hosts": {"w1": {"edgesite_node_ip": "10.0.0.21", **host_vars}}
+                }
+            },
+        }
+    }
+    path = tmp_path / "hosts.yml"
+    path.write_text(json.dumps(inventory))
+    result = run_playbook(str(playbook), path)
+    assert result.rc == 0, result.output
+    return json.loads(out.read_text())
+
+
+def test_edge_agent_reads_the_kubeconfigs_under_the_k3s_agents_data_dir(tmp_path, run_playbook):
+    # k3s's agent writes its kubeconfigs under the data-dir it runs with.
+    config = agent_config(tmp_path, run_playbook, k3s_agent_extra_config={"data-dir": "/srv/k3s"})
+    assert config["kubeconfig"] == "/srv/k3s/agent/kubelet.kubeconfig"
+    assert config["proxy_kubeconfig"] == "/srv/k3s/agent/kubeproxy.kubeconfig"
+
+
+def test_edge_agent_kubeconfigs_default_to_k3s_default_data_dir(tmp_path, run_playbook):
+    config = agent_config(tmp_path, run_playbook)
+    assert config["kubeconfig"] == "/var/lib/rancher/k3s/agent/kubelet.kubeconfig"
+    assert config["proxy_kubeconfig"] == "/var/lib/rancher/k3s/agent/kubeproxy.kubeconfig"
+    # The alias k3s also accepts as a config key.
+    config = agent_config(tmp_path, run_playbook, k3s_agent_extra_config={"d": "/data/k3s"})
+    assert config["kubeconfig"] == "/data/k3s/agent/kubelet.kubeconfig"
