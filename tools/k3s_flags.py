@@ -143,12 +143,32 @@ def _go_string(expr: str) -> str:
     return match.group(1) if match.group(1) is not None else match.group(2)
 
 
-def parse_flag(go_type: str, body: str, cli_v2: bool = True) -> dict:
-    """One flag literal's fields -> {"names": [...], "type": ..., "hidden": bool}.
+# urfave/cli v2 flag.go: FlagNames cuts every name at its first comma or space.
+_V2_NAME_CUT = re.compile(r"[, ]+.*", re.S)
 
-    urfave/cli v1 spells aliases in the Name ("data-dir,d": name, then aliases); v2 takes the
-    Name as it is (a comma stays part of it) and lists aliases in Aliases.
+
+def flag_names(name: str, aliases: list[str], cli_v2: bool = True) -> list[str]:
+    """The names a flag answers to (and a config file key may be), its name first.
+
+    urfave/cli v1 spells aliases in the Name: "data-dir,d" is data-dir with alias d (eachName
+    splits at commas and trims spaces). v2 lists aliases in Aliases and cuts every name, the
+    Name and each alias, at its first comma or space (FlagNames, commaWhitespace "[, ]+.*"), so
+    k3s's v2 Name "snapshot-retention," is snapshot-retention, and a v1-style "data-dir,d" there
+    would be data-dir alone.
     """
+    if cli_v2:
+        parts = [_V2_NAME_CUT.sub("", part) for part in [name, *aliases]]
+    else:
+        parts = [part.strip(" ") for part in name.split(",")] + aliases
+    names = []
+    for part in parts:
+        if part and part not in names:
+            names.append(part)
+    return names
+
+
+def parse_flag(go_type: str, body: str, cli_v2: bool = True) -> dict:
+    """One flag literal's fields -> {"names": [...], "type": ..., "hidden": bool}."""
     if go_type not in FLAG_TYPES:
         raise ValueError(f"unknown urfave/cli flag type {go_type}")
     fields = {}
@@ -157,14 +177,13 @@ def parse_flag(go_type: str, body: str, cli_v2: bool = True) -> dict:
         fields[key.strip()] = value.strip()
     if "Name" not in fields:
         raise ValueError(f"flag without a Name: {body!r}")
-    name = _go_string(fields["Name"])
-    names = [name] if cli_v2 else [n.strip() for n in name.split(",") if n.strip()]
     aliases = fields.get("Aliases", "")
+    alias_list = []
     if aliases:
         inner = aliases[aliases.index("{") + 1 : aliases.rindex("}")]
-        names += [_go_string(a) for a in _split_items(inner)]
+        alias_list = [_go_string(a) for a in _split_items(inner)]
     return {
-        "names": names,
+        "names": flag_names(_go_string(fields["Name"]), alias_list, cli_v2),
         "type": FLAG_TYPES[go_type],
         "hidden": fields.get("Hidden", "false") == "true",
     }

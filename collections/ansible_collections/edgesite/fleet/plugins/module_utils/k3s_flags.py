@@ -324,7 +324,7 @@ ETCD_SNAPSHOT_FLAGS: dict[str, str] = {
     "s3-skip-ssl-verify": "bool",
     "s3-timeout": "duration",
     "snapshot-compress": "bool",
-    "snapshot-retention,": "int",
+    "snapshot-retention": "int",
     "t": "string",
 }
 
@@ -350,7 +350,7 @@ ETCD_SNAPSHOT_ALIASES: dict[str, str] = {
     "etcd-s3-timeout": "s3-timeout",
     "etcd-snapshot-compress": "snapshot-compress",
     "etcd-snapshot-dir": "dir",
-    "etcd-snapshot-retention": "snapshot-retention,",
+    "etcd-snapshot-retention": "snapshot-retention",
     "l": "log",
     "s": "etcd-server",
     "t": "etcd-token",
