@@ -291,3 +291,30 @@ def test_limit_to_one_whole_site_passes_preflight(tmp_path, run_playbook, artifa
         "site_b",
     )
     assert result.rc == 0, result.output
+
+
+def test_several_problems_are_shown_one_per_line(tmp_path, run_playbook, artifacts_dir):
+    # Two problems of one site: a reused node IP and a short token.
+    inventory = copy.deepcopy(valid_inventory())
+    duplicate_ips(inventory)
+    set_host("edgesite_masters", "m3", "edgesite_k3s_token", "sesame")(inventory)
+    result = run_playbook(
+        "playbooks/preflight.yml", write_inventory(tmp_path, inventory, artifacts_dir)
+    )
+    assert result.rc != 0, result.output
+    lines = result.output.splitlines()
+    # The error line ansible-playbook prints, then each problem on a line of its own.
+    start = next(
+        i for i, line in enumerate(lines) if line.startswith("[ERROR]: ") and line.endswith("Fix:")
+    )
+    problems = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("- "):
+            break
+        problems.append(line)
+    assert len(problems) == 2, result.output
+    assert any("node IP '10.0.0.11' is used by 2 hosts" in p for p in problems), problems
+    assert any("host 'm3' has an edgesite_k3s_token of 6 characters" in p for p in problems), (
+        problems
+    )
+    assert not any("\\n" in p for p in problems), problems
