@@ -65,6 +65,7 @@ class Agent:
         self.store: Store | None = None
         self.dispatcher: Dispatcher | None = None
         self.localapi: Any = None
+        self.watch: Any = None
         self.proxy: Any = None
         self.reflectors: list[Reflector] = []
         self.refs: Any = None
@@ -85,7 +86,13 @@ class Agent:
         store = self.store = Store(cfg.store_path, log.getChild("store"), cfg.store_cache_kib)
         if not cfg.cache_secrets and store.delete_kind("Secret"):
             log.info("cache_secrets is false: removed cached Secrets from the store")
-        dispatcher = self.dispatcher = Dispatcher(store, self.status, log)
+        from edgesite_agent.watchcache import WatchCache
+
+        # Recent changes for the local API's watches, from the stored versions onwards.
+        watch = self.watch = WatchCache()
+        for kind, rv in store.kinds().items():
+            watch.seed(kind, rv)
+        dispatcher = self.dispatcher = Dispatcher(store, self.status, log, watch)
         self.status.expected_kinds = set(self.kinds)
         if cfg.proxy_enabled:
             from edgesite_agent.proxy import build_proxy
@@ -125,6 +132,8 @@ class Agent:
         self.localapi = LocalAPI(
             store, self.status, log.getChild("localapi"), cfg.listen_address, cfg.listen_port,
             cfg.cache_secrets, after_list=self.allocator.trim, unix_path=cfg.listen_unix,
+            watch=watch, token_file=cfg.listen_token_file,
+            tls_cert_file=cfg.listen_tls_cert_file, tls_key_file=cfg.listen_tls_key_file,
         )  # fmt: skip
         self.localapi.start()
         log.info("local API listening on %s", self.localapi.url)

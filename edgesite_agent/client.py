@@ -189,6 +189,7 @@ class Watch:
         self._conn, self._target, self._headers, self._path = conn, target, headers, path
         # Kept apart: conn.close() drops conn.sock, and close() may run from another thread.
         self._sock = conn.sock
+        self.opened = False  # the server answered 200: the stream is established
 
     def __enter__(self) -> Watch:
         return self
@@ -209,6 +210,7 @@ class Watch:
             resp = self._conn.request(self._target, self._headers)
             if resp.status != 200:
                 raise ApiError.from_status(resp.status, resp.read())
+            self.opened = True
             while True:
                 line = resp.readline()
                 if not line:

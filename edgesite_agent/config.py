@@ -33,6 +33,9 @@ class AgentConfig:
         listen_address: str = "127.0.0.1",
         listen_port: int = 10260,
         listen_unix: str = "",  # serve the local API on this unix socket instead of TCP
+        listen_token_file: str = "",  # bearer token (0600 file) the TCP listener requires
+        listen_tls_cert_file: str = "",  # serve HTTPS on TCP with this certificate (PEM)
+        listen_tls_key_file: str = "",  # its key (PEM; may be in the certificate file)
         cache_secrets: bool = False,
         watch_list: bool = False,
         page_size: int = 500,
@@ -48,7 +51,9 @@ class AgentConfig:
         self.kubeconfig, self.proxy_kubeconfig = kubeconfig, proxy_kubeconfig
         self.in_cluster = in_cluster
         self.listen_address, self.listen_port = listen_address, listen_port
-        self.listen_unix = listen_unix
+        self.listen_unix, self.listen_token_file = listen_unix, listen_token_file
+        self.listen_tls_cert_file, self.listen_tls_key_file = (
+            listen_tls_cert_file, listen_tls_key_file)  # fmt: skip
         self.cache_secrets, self.watch_list, self.page_size = cache_secrets, watch_list, page_size
         self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
         self.watch_idle_timeout_s, self.refs_refresh_s = watch_idle_timeout_s, refs_refresh_s
@@ -71,6 +76,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "listen_address": (str,),
     "listen_port": (int,),
     "listen_unix": (str,),
+    "listen_token_file": (str,),
+    "listen_tls_cert_file": (str,),
+    "listen_tls_key_file": (str,),
     "cache_secrets": (bool,),
     "watch_list": (bool,),
     "page_size": (int,),
@@ -129,6 +137,22 @@ def parse_config(data: Any) -> AgentConfig:
         raise ConfigError(f"listen_unix: must be an absolute path, got {cfg.listen_unix!r}")
     if len(cfg.listen_unix.encode()) > 100:  # sun_path holds 108 bytes with the NUL
         raise ConfigError("listen_unix: path too long for a unix socket (100 bytes at most)")
+    if cfg.listen_token_file:
+        if not os.path.isabs(cfg.listen_token_file):
+            raise ConfigError("listen_token_file: must be an absolute path")
+        try:
+            mode = os.stat(cfg.listen_token_file).st_mode
+        except OSError as exc:
+            raise ConfigError(f"listen_token_file: {exc.strerror}") from exc
+        if mode & 0o077:
+            raise ConfigError(f"listen_token_file: mode {mode & 0o777:o} lets others read "
+                              "the token; must be 0600 or stricter")  # fmt: skip
+    for key in ("listen_tls_cert_file", "listen_tls_key_file"):
+        path = getattr(cfg, key)
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"{key}: file {path} does not exist")
+    if cfg.listen_tls_key_file and not cfg.listen_tls_cert_file:
+        raise ConfigError("listen_tls_key_file: needs listen_tls_cert_file")
     if not 0 <= cfg.listen_port <= 65535:
         raise ConfigError(f"listen_port: must be 0-65535, got {cfg.listen_port}")
     if not 1 <= cfg.page_size <= 10000:

@@ -12,17 +12,21 @@ from collections import defaultdict
 
 from edgesite_agent.events import EventType, KubeObject
 from edgesite_agent.status import Status
-from edgesite_agent.store import Store
+from edgesite_agent.store import Store, object_key
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
 if TYPE_CHECKING:
     from edgesite_agent.events import EventHandler
     from edgesite_agent.log import Logger
+    from edgesite_agent.watchcache import WatchCache
 
 
 class Dispatcher:
-    def __init__(self, store: Store, status: Status, log: Logger) -> None:
+    def __init__(
+        self, store: Store, status: Status, log: Logger, watch: WatchCache | None = None
+    ) -> None:
         self.store, self.status, self.log = store, status, log
+        self.watch = watch  # the local API's watches read the changes from it
         self._handlers: dict[str, list[EventHandler]] = defaultdict(list)
 
     def register(self, handler: EventHandler, kinds: list[str]) -> None:
@@ -31,8 +35,13 @@ class Dispatcher:
 
     # --- called by informers -------------------------------------------------------
     def event(self, kind: str, event_type: EventType, obj: KubeObject, kind_rv: str) -> None:
-        self.store.apply(kind, event_type, obj, kind_rv)
+        watch, prev = self.watch, None
+        if watch is not None and event_type == EventType.MODIFIED and watch.want_prev(kind):
+            prev = self.store.get_json(kind, *object_key(obj))
+        text = self.store.apply(kind, event_type, obj, kind_rv)
         self.status.inc("events_applied_total", kind=kind, type=str(event_type))
+        if watch is not None:
+            watch.publish(kind, str(event_type), obj, text, kind_rv, prev)
         self.notify(kind, event_type, obj)
 
     def batch(self) -> contextlib.AbstractContextManager[None]:
@@ -48,6 +57,8 @@ class Dispatcher:
 
     def resource_version(self, kind: str, rv: str) -> None:
         self.store.set_resource_version(kind, rv)
+        if self.watch is not None:
+            self.watch.advance(kind, rv)
 
     def synced(self, kind: str) -> None:
         self.status.mark_synced(kind)

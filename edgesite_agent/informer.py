@@ -6,7 +6,12 @@ The rules (numbered as in the project issue; each has a test in tests/agent):
 2. 410 Gone (list, watch answer or watch ERROR event) -> relist with resourceVersion=""
    and diff against what is known, so objects deleted meanwhile become DELETED events;
 3. an expired continue token (410) restarts the list from its first page;
-4. failures back off 0.8 s doubling to 30 s with jitter; two healthy minutes reset it;
+4. failures back off 0.8 s doubling to 30 s with jitter; two healthy minutes reset it; a
+   watch that had been healthy (open for a second, or delivered an event) and is then cut
+   reopens at once from its resourceVersion, with no backoff (client-go
+   tools/cache/reflector.go: watch() loops straight back to a new watch after handleWatch
+   returns, and only a "very short watch" that lasted under a second without events is an
+   error that ends ListAndWatch and waits on the backoff manager);
 5. each watch asks for a random timeoutSeconds in [300, 600]; reads always time out;
 6. optional watch-list (sendInitialEvents) ends at the k8s.io/initial-events-end bookmark,
    and falls back to list+watch when the server refuses it, or ends the stream without
@@ -33,6 +38,7 @@ from edgesite_agent.status import Status
 Key = tuple[str, str]
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 LIST_BATCH = 20  # listed objects applied per store transaction
+HEALTHY_WATCH_S = 1.0  # reflector.go handleWatch: shorter, without events, is a failure
 
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
@@ -71,6 +77,10 @@ class Backoff:
         self._clock, self._rand = clock, rand
         self._step = 0.0
         self._last: float | None = None
+
+    def reset(self) -> None:
+        """A healthy stretch ended: the next failure starts again at `initial`."""
+        self._last = None
 
     def next(self) -> float:
         """The delay before the next attempt after a failure."""
@@ -146,6 +156,8 @@ class Reflector:
         self.watches = 0
         self.synced = False
         self._stream: Any = None
+        self._healthy = False  # the current watch lasted HEALTHY_WATCH_S or had an event
+        self._started = 0.0
 
     def close(self) -> None:
         """Interrupt a blocked watch read (used on shutdown, after setting `stop`)."""
@@ -184,6 +196,15 @@ class Reflector:
                 if self.stop.is_set():
                     return
                 self.status.inc("errors_total", kind=kind)
+                if self._healthy and exc.code == 0:
+                    # Rule 4: a healthy watch was cut (stream reset, proxy or LB restart):
+                    # reopen at once from self.rv; only consecutive failures back off. An
+                    # ERROR event (code != 0) is no cut: reflector.go then returns from
+                    # watch() and ListAndWatch waits on its backoff.
+                    self._healthy = False
+                    self.backoff.reset()
+                    self.log.info("%s: %s; reopening the watch at %s", kind, exc, self.rv)
+                    continue
                 if exc.gone:
                     # Rule 2: never retry the same version; relist from the most recent state.
                     self.log.info("%s: %s; relisting", kind, exc)
@@ -240,8 +261,10 @@ class Reflector:
 
     def _finish_sync(self, seen: set[Key], rv: str) -> None:
         kind = self.spec.kind
+        # Deletions found by the list happened by `rv` at the latest: they carry it (the
+        # local API's watchers resume after them; the store's version is `rv` just below).
         for key in [k for k in self.known if k not in seen]:
-            self._delete(key, "")
+            self._delete(key, rv)
         self.rv = rv
         self.list_rv = rv
         self.sink.resource_version(kind, rv)
@@ -303,12 +326,15 @@ class Reflector:
             self.status.inc("watch_restarts_total", kind=kind)
         self.watches += 1
         seen: set[Key] | None = set() if initial else None
+        self._healthy = False
+        self._started = time.monotonic()
         with self.client.watch(self.spec.path, params, self.idle_timeout) as stream:
             self._stream = stream
             if self.stop.is_set():  # close() may have run just before this stream existed
                 return
             for etype, obj in self._events(stream):
                 self.status.contact()
+                self._healthy = True
                 rv = _meta(obj).get("resourceVersion") or ""
                 if etype == "BOOKMARK":
                     if (
@@ -337,6 +363,15 @@ class Reflector:
         # A clean end (timeoutSeconds reached) while healthy: reopen at self.rv.
 
     def _events(self, stream: Any) -> Iterator[tuple[str, KubeObject]]:
+        try:
+            yield from self._checked(stream)
+        finally:
+            # reflector.go handleWatch: a watch that lasted a second counts as healthy even
+            # without events (the server answered and held it open).
+            if stream.opened and time.monotonic() - self._started >= HEALTHY_WATCH_S:
+                self._healthy = True
+
+    def _checked(self, stream: Any) -> Iterator[tuple[str, KubeObject]]:
         for etype, obj in stream:
             if etype == "ERROR":
                 err = ApiError.from_status(int(obj.get("code") or 500), obj)

@@ -1,9 +1,17 @@
-"""Read-only local API on loopback (or a unix socket): cached objects in Kubernetes JSON
-shape, plus health.
+"""Read-only local API on loopback (or a unix socket): a Kubernetes API for the objects this
+node holds, plus health.
 
-Node-local consumers (scripts, DaemonSets using hostNetwork) read what the node knows even
-while the masters are unreachable, like KubeEdge's MetaServer. Lists stream stored JSON
-texts straight from SQLite without decoding them, so serving a big list costs little.
+Node-local consumers (kubectl, client-go informers, the official clients, scripts) read what
+the node knows even while the masters are unreachable, like KubeEdge's MetaServer: discovery
+(`discovery`), list/get with the API server's selectors, paging and resourceVersions
+(`localapi_read`), watches from the agent's recent changes (`localapi_watch`, `watchcache`)
+and Table answers for kubectl (`tables`). Lists stream stored JSON texts straight from
+SQLite, so serving a big list costs little.
+
+Access: on TCP an optional bearer token (a 0600 file) guards everything but /healthz,
+/livez, /readyz and /version (kube-apiserver's system:public-info-viewer role), optionally
+over TLS (kubectl sends tokens only over TLS); on a unix socket the file's permissions
+decide.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from edgesite_agent.log import Logger
+    from edgesite_agent.watchcache import WatchCache
 
 # plural -> (kind, apiVersion, namespaced)
 RESOURCES: dict[str, tuple[str, str, bool]] = {
@@ -38,22 +47,38 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
 MAX_LINE = 8192  # request line and each header line
 MAX_HEADERS = 100
 MAX_DISCARD = 1 << 20  # a request body we read (to answer cleanly) but never use
+PUBLIC = frozenset({"/healthz", "/livez", "/readyz", "/version"})
 
 
 # The answers this server gives; http.HTTPStatus would import an enum of ~60 members.
-REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-           405: "Method Not Allowed", 431: "Request Header Fields Too Large",
-           500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+           404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable", 410: "Gone",
+           431: "Request Header Fields Too Large", 500: "Internal Server Error",
+           503: "Service Unavailable", 504: "Gateway Timeout"}  # fmt: skip
 
 
-def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": reason, "code": code}  # fmt: skip
+def status_obj(code: int, reason: str, message: str, details: Any = None) -> dict[str, Any]:
+    """A metav1.Status as the API server's errors carry it (apimachinery api/errors)."""
+    out = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "code": code}  # fmt: skip
+    if details:
+        out["details"] = details
+    return out
+
+
+class ApiFailure(Exception):
+    """An error answer: becomes a Status with this code and reason."""
+
+    def __init__(self, code: int, reason: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status = status_obj(code, reason, message, details)
+        self.code = code
 
 
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # many local clients connecting at once (default 5)
 
     def __init__(self, addr: tuple[str, int], api: LocalAPI) -> None:
         self.api = api
@@ -67,6 +92,7 @@ class _UnixServer(socketserver.ThreadingUnixStreamServer):
     the agent's user) instead of by whoever can reach a loopback port."""
 
     daemon_threads = True
+    request_queue_size = 128
 
     def __init__(self, path: str, api: LocalAPI) -> None:
         self.api = api
@@ -96,115 +122,147 @@ class _Handler(socketserver.StreamRequestHandler):
     lzma (about 1 MiB resident) for features a loopback read API does not use."""
 
     server: _Server
-    timeout = 30  # a client that stops sending must not hold a thread for ever
+    timeout = 30  # a client that stops sending (or reading) must not hold a thread for ever
+
+    def setup(self) -> None:
+        tls = self.server.api.tls
+        if tls is not None:
+            # The handshake runs here, in the connection's thread, bounded by `timeout`.
+            self.request.settimeout(self.timeout)
+            self.request = tls.wrap_socket(self.request, server_side=True)
+        super().setup()
 
     def handle(self) -> None:
         self.command = "GET"
+        self.headers: dict[str, str] = {}
         try:
             line = self.rfile.readline(MAX_LINE + 1)
             if not line:
                 return
             parts = line.decode("latin-1").split()
             if len(line) > MAX_LINE or len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-                return self._send(400, b"bad request", "text/plain")
+                return self.send(400, b"bad request", "text/plain")
             self.command, target = parts[0], parts[1]
-            length = 0
             for _ in range(MAX_HEADERS):
                 header = self.rfile.readline(MAX_LINE + 1)
                 if header in (b"\r\n", b"\n", b""):
                     break
                 name, _, value = header.decode("latin-1").partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value.strip() or 0)
+                self.headers[name.strip().lower()] = value.strip()
             else:
-                return self._send(431, b"too many headers", "text/plain")
+                return self.send(431, b"too many headers", "text/plain")
+            length = int(self.headers.get("content-length") or 0)
             if length:
                 # Read what the client sends before answering, so closing does not reset
                 # the connection under the client before it has read our answer.
                 self.rfile.read(min(length, MAX_DISCARD))
+            path, query = split_target(target)
+            path = path.rstrip("/") or "/"
+            api = self.server.api
+            api.log.debug("local api: %s %s", self.command, target)
+            if not self._authorized(path):
+                return self.json(401, status_obj(401, "Unauthorized", "Unauthorized"))
             if self.command in ("GET", "HEAD"):
-                self.do_get(target)
+                self.do_get(path, query)
             else:
-                self._json(405, _status(405, "MethodNotAllowed", "the local API is read-only"))
+                self.json(405, status_obj(405, "MethodNotAllowed", "the local API is read-only"))
         except (OSError, ValueError) as exc:
             self.server.api.log.debug("local api: %s: %s", self.client_address, exc)
 
-    def _head(self, code: int, ctype: str, length: int | None) -> None:
+    def _authorized(self, path: str) -> bool:
+        token = self.server.api.token
+        if token is None or path in PUBLIC:
+            return True
+        from _operator import _compare_digest  # hmac.compare_digest without hmac's imports
+
+        scheme, _, given = self.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and _compare_digest(given.strip().encode(), token)
+
+    # --- answers -------------------------------------------------------------------
+    def head(self, code: int, ctype: str, length: int | None) -> None:
         framing = (
             f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
         )
         self.wfile.write(
             f"HTTP/1.1 {code} {REASONS.get(code, 'Error')}\r\nContent-Type: {ctype}\r\n"
-            f"{framing}\r\nConnection: close\r\n\r\n".encode("latin-1")
-        )
+            f"{framing}\r\nCache-Control: no-cache, private\r\nConnection: close\r\n\r\n"
+            .encode("latin-1")
+        )  # fmt: skip
 
-    def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
-        self._head(code, ctype, len(body))
+    def send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
+        self.head(code, ctype, len(body))
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _json(self, code: int, obj: Any) -> None:
-        self._send(code, json.dumps(obj, separators=(",", ":")).encode())
+    def json(self, code: int, obj: Any) -> None:
+        self.send(code, json.dumps(obj, separators=(",", ":")).encode())
 
-    def do_get(self, target: str) -> None:
+    def chunk(self, text: str) -> None:
+        data = text.encode()
+        if data:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def end_chunks(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+
+    def client_gone(self) -> bool:
+        """The client closed its end (a watch has nothing to read from it otherwise)."""
+        import select
+
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if readable and self.server.api.tls is not None:
+                return True  # TLS cannot peek; a watch client sends nothing but its close
+            return bool(readable) and not self.connection.recv(1, socket.MSG_PEEK)
+        except (OSError, ValueError):
+            return True
+
+    # --- routes --------------------------------------------------------------------
+    def do_get(self, path: str, query: str) -> None:
         api = self.server.api
-        path, query = split_target(target)
-        path = path.rstrip("/")
-        api.log.debug("local api: %s %s", self.command, target)
-        if path == "/healthz":
-            return self._send(200, b"ok", "text/plain")
+        if path in ("/healthz", "/livez"):
+            return self.send(200, b"ok", "text/plain")
         if path == "/readyz":
             ready = api.status.ready()
-            return self._send(200 if ready else 503, b"ok" if ready else b"not ready",
-                              "text/plain")  # fmt: skip
+            return self.send(200 if ready else 503, b"ok" if ready else b"not ready",
+                             "text/plain")  # fmt: skip
         if path == "/metrics":
             text = api.status.render(api.store.counts(), api.store.size_bytes())
-            return self._send(200, text.encode(), "text/plain; version=0.0.4")
+            return self.send(200, text.encode(), "text/plain; version=0.0.4")
+        if path == "/version":
+            from edgesite_agent.discovery import version_info
+
+            return self.json(200, version_info())
+        if path.startswith("/api") and path.count("/") <= 3:
+            from edgesite_agent import discovery
+
+            addr = self.server.server_address
+            where = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else "127.0.0.1:0"
+            doc = discovery.document(path, api.served(), where)
+            if doc is not None:
+                return self.json(200, doc)
         route = _route(path)
         if route is None:
-            return self._json(404, _status(404, "NotFound", f"the server could not find {path}"))
+            return self.json(
+                404, status_obj(404, "NotFound", "the server could not find the requested resource")
+            )
         plural, ns, name = route
-        kind, api_version, _ = RESOURCES[plural]
         if plural == "secrets" and not api.cache_secrets:
-            return self._json(403, _status(
+            return self.json(403, status_obj(
                 403, "Forbidden", "secrets are not cached on this node (cache_secrets=false)"
             ))  # fmt: skip
-        if name is not None:
-            text = api.store.get_json(kind, ns or "", name)
-            if text is None:
-                return self._json(404, _status(404, "NotFound", f'{plural} "{name}" not found'))
-            return self._send(200, text.encode())
-        q = parse_query(query)
-        self._stream_list(kind, api_version, ns, q.get("labelSelector", [""])[0])
+        q = {k: v[-1] for k, v in parse_query(query).items()}
+        try:
+            if q.get("watch") in ("1", "true") and name is None:
+                from edgesite_agent.localapi_watch import serve_watch
 
-    def _stream_list(self, kind: str, api_version: str, ns: str | None, labels: str) -> None:
-        api = self.server.api
-        keep = _label_filter(labels)
-        rv = api.store.resource_version(kind)
-        self._head(200, "application/json", None)
-        if self.command == "HEAD":
-            self.wfile.write(b"0\r\n\r\n")
-            return
-        head = json.dumps({"kind": f"{kind}List", "apiVersion": api_version,
-                           "metadata": {"resourceVersion": rv}})  # fmt: skip
-        parts = [head[:-1] + ',"items":[']
-        first = True
-        for text in api.store.iter_json(kind, ns):
-            if keep is not None and not keep(json.loads(text)):
-                continue
-            parts.append(text if first else "," + text)
-            first = False
-            if len(parts) >= 100:
-                self._chunk("".join(parts))
-                parts = []
-        parts.append("]}")
-        self._chunk("".join(parts))
-        self.wfile.write(b"0\r\n\r\n")
-        api.after_list()
+                serve_watch(self, plural, ns, q)
+            else:
+                from edgesite_agent.localapi_read import serve_read
 
-    def _chunk(self, text: str) -> None:
-        data = text.encode()
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                serve_read(self, plural, ns, name, q)
+        except ApiFailure as exc:
+            self.json(exc.code, exc.status)
 
 
 def _route(path: str) -> tuple[str, str | None, str | None] | None:
@@ -230,41 +288,44 @@ def _route(path: str) -> tuple[str, str | None, str | None] | None:
     return plural, ns, name
 
 
-def _label_filter(selector: str) -> Callable[[dict[str, Any]], bool] | None:
-    """Equality label selectors (`a=b,c!=d,e,!f`); enough for node-local consumers."""
-    terms = [t.strip() for t in selector.split(",") if t.strip()]
-    if not terms:
-        return None
-
-    def keep(obj: dict[str, Any]) -> bool:
-        labels = (obj.get("metadata") or {}).get("labels") or {}
-        for t in terms:
-            if t.startswith("!"):
-                ok = t[1:] not in labels
-            elif "!=" in t:
-                k, _, v = t.partition("!=")
-                ok = labels.get(k) != v
-            elif "=" in t:
-                k, _, v = t.partition("==" if "==" in t else "=")
-                ok = labels.get(k) == v
-            else:
-                ok = t in labels
-            if not ok:
-                return False
-        return True
-
-    return keep
+def read_token(path: str) -> bytes:
+    """The bearer token file: must be private to its owner (0600 or stricter)."""
+    st = os.stat(path)
+    if st.st_mode & 0o077:
+        raise ValueError(f"{path}: mode {st.st_mode & 0o777:o} is readable by others; use 0600")
+    with open(path, "rb") as f:
+        token = f.read().strip()
+    if not token:
+        raise ValueError(f"{path}: empty token")
+    return token
 
 
 class LocalAPI:
     def __init__(
         self, store: Store, status: Status, log: Logger, address: str, port: int,
         cache_secrets: bool, after_list: Callable[[], None] = lambda: None, unix_path: str = "",
+        watch: WatchCache | None = None, token_file: str = "", tls_cert_file: str = "",
+        tls_key_file: str = "",
     ) -> None:  # fmt: skip
         self.store, self.status, self.log = store, status, log
         self.cache_secrets = cache_secrets
         self.after_list = after_list  # e.g. return the list's transient heap to the OS
         self.unix_path = unix_path
+        if watch is None:
+            from edgesite_agent.watchcache import WatchCache
+
+            watch = WatchCache()
+        self.watch = watch
+        # The unix socket keeps its file permissions as the only gate (see module doc).
+        self.token = read_token(token_file) if token_file and not unix_path else None
+        # HTTPS on TCP when a certificate is given: client-go (kubectl) sends a bearer token
+        # only over TLS (tools/clientcmd/client_config.go getUserIdentificationPartialConfig).
+        self.tls: Any = None
+        if tls_cert_file and not unix_path:
+            import ssl
+
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.load_cert_chain(tls_cert_file, tls_key_file or None)
         self._httpd: socketserver.BaseServer
         if unix_path:
             self._httpd = _UnixServer(unix_path, self)
@@ -274,10 +335,14 @@ class LocalAPI:
             self._httpd = _Server((address, port), self)
             self.port = self._httpd.server_address[1]
             host = f"[{address}]" if ":" in address else address
-            self.url = f"http://{host}:{self.port}"
+            self.url = f"{'https' if self.tls else 'http'}://{host}:{self.port}"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="localapi", daemon=True
         )
+
+    def served(self) -> set[str]:
+        """The plurals discovery lists: what this node holds."""
+        return {p for p in RESOURCES if p != "secrets" or self.cache_secrets}
 
     def start(self) -> None:
         self._thread.start()

@@ -162,8 +162,12 @@ class Store:
             finally:
                 self._batch = False
 
-    def apply(self, kind: str, event_type: EventType | str, obj: KubeObject, kind_rv: str) -> None:
+    def apply(
+        self, kind: str, event_type: EventType | str, obj: KubeObject, kind_rv: str
+    ) -> str | None:
+        """Apply one event; returns the stored JSON text (None for a deletion)."""
         ns, name = object_key(obj)
+        text = None
         meta = obj.get("metadata") or {}
         with self._lock:
             db = self._db
@@ -177,13 +181,11 @@ class Store:
                         (kind, ns, name),
                     )
                 else:
+                    text = json.dumps(obj, separators=(",", ":"))
                     db.execute(
                         "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?)",
-                        (
-                            kind, ns, name, meta.get("uid") or "",
-                            meta.get("resourceVersion") or "",
-                            json.dumps(obj, separators=(",", ":")),
-                        ),
+                        (kind, ns, name, meta.get("uid") or "", meta.get("resourceVersion") or "",
+                         text),
                     )  # fmt: skip
                 if kind_rv:
                     _set_rv(db, kind, kind_rv)
@@ -193,6 +195,7 @@ class Store:
                 if own:
                     db.execute("ROLLBACK")
                 raise
+        return text
 
     def delete_kind(self, kind: str) -> int:
         """Drop every object of `kind` (e.g. Secrets once caching them is turned off)."""
@@ -251,8 +254,16 @@ class Store:
 
     def iter_json(self, kind: str, namespace: str | None = None, batch: int = 200) -> Iterator[str]:
         """Stored JSON texts in key order, fetched in batches so memory stays flat."""
-        after: tuple[str, str] = ("", "")
-        first = True
+        for _ns, _name, text in self.iter_rows(kind, namespace, None, batch):
+            yield text
+
+    def iter_rows(
+        self, kind: str, namespace: str | None = None, start_after: tuple[str, str] | None = None,
+        batch: int = 200,
+    ) -> Iterator[tuple[str, str, str]]:  # fmt: skip
+        """(namespace, name, JSON) in key order after `start_after`, fetched in batches."""
+        after: tuple[str, str] = start_after or ("", "")
+        first = start_after is None
         while True:
             clause = "" if first else " AND (namespace, name) > (?, ?)"
             args: list[Any] = [kind]
@@ -270,8 +281,7 @@ class Store:
                 ).fetchall()
             if not rows:
                 return
-            for _ns, _name, text in rows:
-                yield text
+            yield from rows
             after, first = (rows[-1][0], rows[-1][1]), False
 
     def size_bytes(self) -> int:
