@@ -17,11 +17,14 @@ configurations are measured:
 Phases (VmRSS of the agent process): `started` (local API answering, informers starting),
 `synced` (/readyz 200, object counts complete, rules applied, 2 s of settling), `served`
 (every object read back through the local API: all 10,000 endpoints must be there),
+`watched` (five local watchers open on the local API, as node-local clients hold them:
+pods twice, services, endpointslices, nodes; plus the pods listed as the Table `kubectl get
+pods` asks for; they stay open through the next phase),
 `churned` (deployed only: 50 EndpointSlices lose an endpoint in one batch, the proxy's
 incremental path applies it; done when none of the removed addresses is left in the rules),
 `peak` (VmHWM over the whole run). The last line `agent_rss_mib: X` is max(synced, served,
-churned) of the deployed configuration (target <= 24); with --runs N each configuration runs
-N times (a fresh agent each) and the medians are printed.
+watched, churned) of the deployed configuration (target <= 24); with --runs N each
+configuration runs N times (a fresh agent each) and the medians are printed.
 
     python benchmarks/agent_footprint.py [--watch-list] [--config both|deployed|no-proxy]
                                          [--runs N]
@@ -197,6 +200,33 @@ def verify_served(port: int) -> int:
     return endpoints
 
 
+KUBECTL_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+WATCHED = ("/api/v1/pods", "/api/v1/pods", "/api/v1/services",
+           "/apis/discovery.k8s.io/v1/endpointslices", "/api/v1/nodes")  # fmt: skip
+
+
+def open_watchers(port: int) -> list[Any]:
+    """Five local watches from the current version (they read their events meanwhile), and
+    the pods listed as kubectl's Table."""
+    import http.client
+    import threading
+
+    conns = []
+    for path in WATCHED:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        conn.request("GET", f"{path}?watch=true&allowWatchBookmarks=true&resourceVersion=0")
+        resp = conn.getresponse()
+        threading.Thread(target=lambda r=resp: [None for _ in r], daemon=True).start()
+        conns.append(conn)
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/pods?limit=500",
+                                 headers={"Accept": KUBECTL_ACCEPT})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=60) as r:
+        table = json.load(r)
+    if table.get("kind") != "Table" or len(table["rows"]) != PODS:
+        raise SystemExit("the local API did not answer kubectl's Table list of the pods")
+    return conns
+
+
 def rss(pid: int) -> tuple[float, float]:
     fields = dict(
         line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
@@ -291,6 +321,9 @@ def measure(
         endpoints = verify_served(port)
         time.sleep(1)
         served, _ = rss(agent.pid)
+        watchers = open_watchers(port)
+        time.sleep(1)
+        watched, _ = rss(agent.pid)
         churned = 0.0
         if proxy:
             churn(admin_url)
@@ -298,13 +331,16 @@ def measure(
             churned, _ = rss(agent.pid)
             churn(admin_url, restore=True)  # the next run starts from the same data
         _, peak = rss(agent.pid)
+        for conn in watchers:
+            conn.close()
     finally:
         agent.terminate()
         agent.wait(20)
     store = sum(f.stat().st_size for f in workdir.glob("store.db*")) / 2**20
     return {"sync_s": took, "store_mib": store, "endpoints_served": endpoints,
-            "started": started, "synced": synced, "served": served, "churned": churned,
-            "peak": peak, "steady": max(synced, served, churned)}  # fmt: skip
+            "started": started, "synced": synced, "served": served, "watched": watched,
+            "churned": churned, "peak": peak,
+            "steady": max(synced, served, watched, churned)}  # fmt: skip
 
 
 def report(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
@@ -315,12 +351,14 @@ def report(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
         print(f"[{tag}] sync_s {m['sync_s']:.2f}, store {m['store_mib']:.2f} MiB, local API "
               f"served {int(m['endpoints_served'])} endpoints")  # fmt: skip
         print(f"[{tag}] rss_mib started {m['started']:.1f}  synced {m['synced']:.1f}  "
-              f"served {m['served']:.1f}{churned}  peak {m['peak']:.1f}")  # fmt: skip
+              f"served {m['served']:.1f}  watched {m['watched']:.1f}{churned}  "
+              f"peak {m['peak']:.1f}")  # fmt: skip
     med = {k: statistics.median(m[k] for m in runs) for k in runs[0]}
     if len(runs) > 1:
         churned = f"  churned {med['churned']:.1f}" if med["churned"] else ""
         print(f"[{name} median of {len(runs)}] rss_mib started {med['started']:.1f}  synced "
-              f"{med['synced']:.1f}  served {med['served']:.1f}{churned}  peak "
+              f"{med['synced']:.1f}  served {med['served']:.1f}  watched "
+              f"{med['watched']:.1f}{churned}  peak "
               f"{med['peak']:.1f}  (steady: {min(m['steady'] for m in runs):.1f}-"
               f"{max(m['steady'] for m in runs):.1f})")  # fmt: skip
     return med

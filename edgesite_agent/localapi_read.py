@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 
 from edgesite_agent.localapi import RESOURCES, ApiFailure
@@ -41,7 +40,21 @@ def wants_table(accept: str) -> bool:
     return "as=Table" in first and "g=meta.k8s.io" in first
 
 
+class _Everything:
+    """No selector given: the `selectors` module (and its regexes) is not even imported."""
+
+    everything = True
+
+    def matches(self, obj: Any) -> bool:
+        return True
+
+
+EVERYTHING = _Everything()
+
+
 def selector(kind: str, q: dict[str, str], ns: str | None) -> Selector:
+    if not (q.get("labelSelector", "").strip() or q.get("fieldSelector", "").strip()):
+        return EVERYTHING  # type: ignore[return-value]
     from edgesite_agent.selectors import Selector, SelectorError
 
     try:
@@ -103,6 +116,8 @@ def serve_read(h: Any, plural: str, ns: str | None, name: str | None, q: dict[st
 
 
 def _decode_continue(token: str) -> tuple[str, tuple[str, str]]:
+    import base64
+
     try:
         raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         ns, _, name = str(raw["start"]).partition("/")
@@ -112,6 +127,8 @@ def _decode_continue(token: str) -> tuple[str, tuple[str, str]]:
 
 
 def _encode_continue(rv: str, ns: str, name: str) -> str:
+    import base64
+
     raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv_int(rv), "start": f"{ns}/{name}"})
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
