@@ -117,7 +117,14 @@ def cmd_run(args: Any) -> int:  # argparse.Namespace or _plain_run's namespace
     return 0
 
 
-def _local_url(args: argparse.Namespace) -> str | None:
+class _Access:
+    """How to reach a TCP listener with a token and/or TLS (from the agent's config)."""
+
+    def __init__(self, token: str = "", cert_file: str = "") -> None:
+        self.token, self.cert_file = token, cert_file
+
+
+def _local_url(args: argparse.Namespace, access: _Access | None = None) -> str | None:
     if args.url:
         return args.url.rstrip("/")
     if args.config:
@@ -126,13 +133,40 @@ def _local_url(args: argparse.Namespace) -> str | None:
             return None
         if cfg.listen_unix:
             return f"unix:{cfg.listen_unix}"
+        if access is not None and cfg.listen_token_file:
+            from edgesite_agent.localapi import read_token
+
+            access.token = read_token(cfg.listen_token_file).decode()
+        if access is not None:
+            access.cert_file = cfg.listen_tls_cert_file
         host = f"[{cfg.listen_address}]" if ":" in cfg.listen_address else cfg.listen_address
-        return f"http://{host}:{cfg.listen_port}"
+        scheme = "https" if cfg.listen_tls_cert_file else "http"
+        return f"{scheme}://{host}:{cfg.listen_port}"
     return "http://127.0.0.1:10260"
 
 
-def _get(base: str, path: str) -> tuple[int, bytes]:
-    """GET from the local API at an http:// URL or a `unix:/path` socket."""
+def _https(host: str, port: int, cert_file: str) -> Any:
+    """HTTPS to our own listener: its certificate must be the configured one (pinned: the
+    token is sent only to the agent, not to whatever else might listen on that port)."""
+    import http.client
+    import ssl
+
+    class Pinned(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            with open(cert_file, encoding="ascii") as f:
+                want = ssl.PEM_cert_to_DER_cert(f.read())
+            if self.sock.getpeercert(binary_form=True) != want:
+                self.sock.close()
+                raise OSError("the listener's certificate is not the configured one")
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # pinned in connect()
+    return Pinned(host, port, timeout=5, context=ctx)
+
+
+def _get(base: str, path: str, access: _Access | None = None) -> tuple[int, bytes]:
+    """GET from the local API at an http(s):// URL or a `unix:/path` socket."""
     import http.client
     import socket
 
@@ -150,10 +184,16 @@ def _get(base: str, path: str) -> tuple[int, bytes]:
         from urllib.parse import urlsplit
 
         u = urlsplit(base)
-        conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=5)
+        if u.scheme == "https" and access is not None and access.cert_file:
+            conn = _https(u.hostname or "", u.port or 443, access.cert_file)
+        elif u.scheme == "https":
+            conn = http.client.HTTPSConnection(u.hostname or "", u.port or 443, timeout=5)
+        else:
+            conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=5)
         path = u.path.rstrip("/") + path
+    headers = {"Authorization": f"Bearer {access.token}"} if access and access.token else {}
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=headers)
         resp = conn.getresponse()
         return resp.status, resp.read()
     except http.client.HTTPException as exc:
@@ -163,12 +203,21 @@ def _get(base: str, path: str) -> tuple[int, bytes]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    base = _local_url(args)
+    access = _Access()
+    try:
+        base = _local_url(args, access)
+    except (OSError, ValueError) as exc:
+        print(f"listen_token_file: {exc}", file=sys.stderr)
+        return 2
     if base is None:
         return 2
     try:
-        metrics = _get(base, "/metrics")[1].decode()
-        ready = _get(base, "/readyz")[0] == 200
+        code, body = _get(base, "/metrics", access)
+        if code != 200:
+            print(f"agent at {base} answered {code} for /metrics", file=sys.stderr)
+            return 1
+        metrics = body.decode()
+        ready = _get(base, "/readyz", access)[0] == 200
     except OSError as exc:
         print(f"agent not reachable at {base}: {exc}", file=sys.stderr)
         return 1

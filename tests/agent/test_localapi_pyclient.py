@@ -6,6 +6,8 @@ bearer token of the TCP listener."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,8 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from tests.agent.clients import Kubectl, python_client
-from tests.agent.conftest import configmap, pod, populate, running_agent, wait_until
-from tests.kubeapi import KubeAPIServer, certs
+from tests.agent.conftest import REPO, configmap, pod, populate, running_agent, wait_until
+from tests.kubeapi import KubeAPIServer, certs, free_port
 
 
 def _events(stream: Any, n: int, into: list[tuple[str, str, str]]) -> None:
@@ -185,7 +187,8 @@ def test_bearer_token_on_the_tcp_listener(
     # Over TLS (the listener's own certificate) kubectl sends it.
     cert = certs.server_cert(tls_dir)
     tls = {"listen_tls_cert_file": str(cert.cert), "listen_tls_key_file": str(cert.key)}
-    with running_agent(make_config(listen_token_file=str(token_file), **tls)) as agent:
+    cfg = make_config(listen_token_file=str(token_file), listen_port=free_port(), **tls)
+    with running_agent(cfg) as agent:
         wait_until(agent.status.ready, what="synced")
         url = agent.localapi.url
         assert url.startswith("https://")
@@ -196,3 +199,10 @@ def test_bearer_token_on_the_tcp_listener(
         ok = Kubectl(url, tmp_path / "k2", token="s3cret-token").run(
             *ca, "get", "pods", "-o", "name")  # fmt: skip
         assert ok.stdout.split() == ["pod/p0"]
+        # `edgesite-agent status` reads the token and pins the listener's certificate.
+        status = subprocess.run(
+            [sys.executable, "-m", "edgesite_agent", "status", "--config", str(cfg)],
+            capture_output=True, text=True, cwd=str(REPO), timeout=60,
+        )  # fmt: skip
+        assert status.returncode == 0, status.stderr
+        assert "ready: yes" in status.stdout
