@@ -207,6 +207,12 @@ def _check_datastore(site, records):
         ]
     if len(masters) != 2:
         return []
+    if datastore == "embedded":
+        # A witness naming a master or a foreign host is a mistake of its own: report it too.
+        witness = settings.get("etcd_witness")
+        return (_check_witness(site, records, witness) if witness else []) + (
+            _check_embedded_two_masters(site, settings)
+        )
     if settings.get("etcd_witness"):
         return _check_witness(site, records, settings["etcd_witness"])
     if settings.get("etcd_two_member_risk_acknowledged") is True:
@@ -216,6 +222,36 @@ def _check_datastore(site, records):
         "for quorum, so losing either master stops the whole control plane. Set "
         "edgesite_etcd_witness to a third host of the site (e.g. a worker), or accept the risk "
         "with edgesite_etcd_two_member_risk_acknowledged: true"
+    ]
+
+
+# k3s runs its embedded etcd only inside `k3s server` (pkg/etcd is started by the server's
+# control plane; `k3s agent` has no datastore), and EdgeSite's witness host runs `k3s agent`: on
+# embedded etcd a witness is never an etcd member, so 2 masters are 2 voters whatever it says.
+_EMBEDDED_TWO_MASTER_FIXES = (
+    "Fix: add a third master; or set edgesite_datastore: external with edgesite_etcd_witness "
+    "naming a third host of the site (role etcd makes it the third etcd member); or, knowingly "
+    "running without fault tolerance, set edgesite_etcd_two_member_risk_acknowledged: true"
+)
+
+
+def _check_embedded_two_masters(site, settings):
+    """Two masters on k3s's embedded etcd: 2 voters, no fault tolerance, witness or not."""
+    if settings.get("etcd_two_member_risk_acknowledged") is True:
+        return []
+    witness = settings.get("etcd_witness")
+    if witness:
+        return [
+            f"site '{site}' has 2 masters on embedded etcd with edgesite_etcd_witness "
+            f"'{witness}': an embedded-etcd witness would be a k3s agent, not an etcd voter "
+            "(k3s runs its embedded etcd only in servers), so the site's etcd has two voters "
+            "and loses quorum when either master stops. " + _EMBEDDED_TWO_MASTER_FIXES
+        ]
+    return [
+        f"site '{site}' has 2 masters and no etcd witness on embedded etcd: its etcd has two "
+        "voters (an embedded-etcd witness would be a k3s agent, not an etcd voter), so it "
+        "loses quorum and stops the control plane when either master stops. "
+        + _EMBEDDED_TWO_MASTER_FIXES
     ]
 
 
