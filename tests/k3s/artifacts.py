@@ -77,6 +77,9 @@ def _zipapp(version: str, kubectl: Path) -> bytes:
     files["tests/__init__.py"] = b""
     for source in sorted(KUBEAPI.glob("*.py")):
         files[f"tests/kubeapi/{source.name}"] = source.read_bytes()
+    for module in sorted(STANDIN.parent.glob("*.py")):  # the stand-in's own modules
+        if module != STANDIN:
+            files[module.name] = module.read_bytes()
     if FLAGS.exists():
         files["k3s_flags.py"] = FLAGS.read_bytes()
     files["bin/kubectl"] = kubectl.read_bytes()

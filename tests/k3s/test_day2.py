@@ -13,6 +13,7 @@ import json
 import shlex
 
 import pytest
+import yaml
 
 from k3s.site_hosts import changed_tasks, recap, sh, stand_up, standin_records, tear_down
 
@@ -136,6 +137,53 @@ def test_site_after_rotations_changes_nothing(site, run_playbook):
     stats = recap(result.output)
     assert set(stats) == {master(site), worker(site)}
     assert all(s["changed"] == 0 for s in stats.values()), changed_tasks(result.output)
+
+
+def node_json(site, node: str) -> dict:
+    result = sh(master(site), f"/usr/local/bin/k3s kubectl get node {node} -o json")
+    return json.loads(result.stdout)
+
+
+def node_taints(site, node: str) -> list:
+    return [{k: v for k, v in t.items() if k != "timeAdded"}
+            for t in node_json(site, node)["spec"].get("taints", [])]  # fmt: skip
+
+
+def test_labels_and_taints_changed_after_registration_reach_the_node(site, run_playbook):
+    """Defect 6: k3s applies node-taint only at registration and never removes a node-label,
+    and the kubelet refuses to register with a role label: EdgeSite sets them via the API."""
+    labels = {"example.com/zone": "shelf-2", "node-role.kubernetes.io/camera": ""}
+    taints = ["dedicated=camera:NoSchedule"]
+    wanted = ("-e", json.dumps({"edgesite_node_labels": labels, "edgesite_node_taints": taints}))
+    result = run_playbook("site.yml", site.inventory, *wanted)
+    assert result.rc == 0, result.output[-5000:]
+    for host in (master(site), worker(site)):
+        assert labels.items() <= node_json(site, host)["metadata"]["labels"].items(), host
+        assert node_taints(site, host) == [
+            {"key": "dedicated", "value": "camera", "effect": "NoSchedule"}], host  # fmt: skip
+    # The role label never reaches the kubelet's flags (it would refuse to start).
+    config = yaml.safe_load(sh(worker(site), "cat /etc/rancher/k3s/config.yaml").stdout)
+    assert config["node-label"] == ["example.com/zone=shelf-2"], config
+
+    again = run_playbook("site.yml", site.inventory, *wanted)
+    assert again.rc == 0, again.output[-5000:]
+    assert all(s["changed"] == 0 for s in recap(again.output).values()), changed_tasks(
+        again.output)  # fmt: skip
+
+    # Back to the inventory's own (none): check mode predicts it and changes nothing ...
+    before = node_json(site, worker(site))
+    check = run_playbook("site.yml", site.inventory, "--check")
+    assert check.rc == 0, check.output[-5000:]
+    assert any("Set the labels and taints of" in t for t in changed_tasks(check.output))
+    assert node_json(site, worker(site))["metadata"]["labels"] == before["metadata"]["labels"]
+    # ... and the real run removes what EdgeSite set, nothing else.
+    result = run_playbook("site.yml", site.inventory)
+    assert result.rc == 0, result.output[-5000:]
+    for host in (master(site), worker(site)):
+        found = node_json(site, host)
+        assert not set(labels) & set(found["metadata"]["labels"]), host
+        assert found["metadata"]["labels"]["kubernetes.io/hostname"] == host
+        assert node_taints(site, host) == [], host
 
 
 REMOVED_NODE_LEFTOVERS = [

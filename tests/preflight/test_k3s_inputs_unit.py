@@ -108,13 +108,13 @@ def test_generator_reads_urfave_cli_v1_and_v2_literals(tmp_path):
     assert data["AGENT_ALIASES"] == {"d": "data-dir"}
     assert data["SERVER_FLAGS"] == {"etcd-s3-timeout": "duration", "node-name": "string"}
     assert data["UNKNOWN_KEY_WARNING"] == "Unknown flag %s found in config.yaml, skipping"
-    # urfave/cli v2 keeps a comma in a Name (k3s's own "snapshot-retention," is such a name).
+    # urfave/cli v2 cuts a Name at its first comma (k3s's own Name is "snapshot-retention,").
     (tmp_path / "pkg/cli/cmds/etcd_snapshot.go").write_text(GO_V2_SNAPSHOT)
     (tmp_path / "pkg/cli/cmds/agent.go").write_text(GO_V1.replace("var EtcdSnapshotFlags", "//"))
     subprocess.run([*cmd, "pkg/cli/cmds/etcd_snapshot.go"], check=True, capture_output=True)
     data = {}
     exec(out.read_text(), data)
-    assert set(data["ETCD_SNAPSHOT_FLAGS"]) == {"snapshot-retention,", "etcd-snapshot-retention"}
+    assert set(data["ETCD_SNAPSHOT_FLAGS"]) == {"snapshot-retention", "etcd-snapshot-retention"}
 
 
 def test_committed_table_is_what_the_generator_writes():
@@ -280,11 +280,9 @@ def test_labels_the_kubelet_may_not_set_on_itself_are_refused(key):
     assert f"e.g. 'example.com/{key.split('/')[1]}'" in problem
 
 
-def test_node_role_label_says_to_set_it_after_registration():
-    [problem] = labels({"node-role.kubernetes.io/worker": ""}, "k3s_agent_node_labels")
-    assert "k3s_agent_node_labels label 'node-role.kubernetes.io/worker'" in problem
-    assert "Remove it from k3s_agent_node_labels" in problem
-    assert "set on the Node after registration" in problem
+def test_node_role_labels_are_accepted_edgesite_sets_them_through_the_api():
+    assert labels({"node-role.kubernetes.io/worker": ""}, "k3s_agent_node_labels") == []
+    assert labels({"edge.node-role.kubernetes.io/cam": "true"}) == []
 
 
 @pytest.mark.parametrize(

@@ -50,15 +50,6 @@ BAD_INPUTS = {
             "e.g. 'example.com/role'",
         ],
     ),
-    "node role label on the agent's own variable": (
-        set_host(
-            "edgesite_workers", "w2", "k3s_agent_node_labels", {"node-role.kubernetes.io/cam": ""}
-        ),
-        [
-            "host 'w2': k3s_agent_node_labels label 'node-role.kubernetes.io/cam'",
-            "set on the Node after registration",
-        ],
-    ),
     "bad taint": (
         set_all("edgesite_node_taints", ["dedicated=camera:NoSchedul"]),
         [

@@ -31,6 +31,10 @@ lets the tests check what EdgeSite's roles, and the edge agent on workers, are r
   auth node:<token>). A wrong token is refused and recorded (rejected.jsonl); a joined node
   is recorded (joined.jsonl) and registered as a Ready Node in that server's test API. So a
   joining server or agent proves it was given a reachable server URL and the same token;
+* the Node is registered as its kubelet and k3s would (kubelet.py): node-label and node-taint
+  on a new Node, labels merged and taints kept on an existing one, and kubernetes.io labels
+  the kubelet may not set on itself refused at start. Unlike k3s, the server registers the
+  joiner's Node, so those travel in stand-in-only headers of the join request;
 * `agent` writes, like k3s's agent, /var/lib/rancher/k3s/agent/{kubelet,kubeproxy}.kubeconfig
   with client certificates issued by its server's CA (system:node:<name>, system:kube-proxy).
   Unlike k3s they point straight at the server URL (k3s points them at its local load
@@ -44,7 +48,6 @@ reports its etcd check failed.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import signal
@@ -57,6 +60,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import kubelet
 
 VERSION = "@VERSION@"
 DEFAULT_CONFIG = "/etc/rancher/k3s/config.yaml"
@@ -71,6 +76,10 @@ ADMIN_URL = f"http://{ADMIN_HOST}:{ADMIN_PORT}"
 # k3s retries a join without end (pkg/cluster/bootstrap.go, pkg/agent/config/config.go
 # getConfig: "Waiting to retrieve ...": a fixed 5 s pause per failed attempt, no limit).
 JOIN_RETRY_S = 5
+# Stand-in only (k3s's join requests carry no such thing): the labels and taints a joining
+# node's kubelet would register its Node with, since here the server registers it.
+LABELS_HEADER, TAINTS_HEADER = "X-Standin-Node-Labels", "X-Standin-Node-Taints"
+Joiner = tuple[str, str, dict[str, str], list[dict[str, str]]]
 
 
 def read_config(path: str) -> tuple[str, dict[str, Any]]:
@@ -163,26 +172,6 @@ def write_private(path: Path, data: str) -> None:
     os.chmod(path, 0o600)
 
 
-def node_object(name: str, ip: str, role: str) -> dict[str, Any]:
-    labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}
-    if role == "server":
-        labels["node-role.kubernetes.io/control-plane"] = "true"
-    addresses = [{"type": "Hostname", "address": name}]
-    if ip:
-        addresses.insert(0, {"type": "InternalIP", "address": ip})
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {},
-        "status": {
-            "addresses": addresses,
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
-            "nodeInfo": {"kubeletVersion": VERSION},
-        },
-    }
-
-
 # --- server ----------------------------------------------------------------------------
 
 
@@ -213,6 +202,7 @@ class Server:
         self.issuing = threading.Lock()
         self.port = int(config.get("https-listen-port") or 6443)
         self.node, self.node_ip = node, node_ip
+        self.labels, self.taints = kubelet.node_labels(config), kubelet.node_taints(config)
 
     def start(self) -> None:
         from tests.kubeapi import AdminServer, KubeAPIServer, Options
@@ -226,7 +216,7 @@ class Server:
         routes["GET", "/v1-k3s/client-kube-proxy.crt"] = self._client_kube_proxy
         self.api.start()
         AdminServer(self.api, ADMIN_HOST, ADMIN_PORT).start()
-        self.register(self.node, self.node_ip, "server")
+        self.register((self.node, self.node_ip, self.labels, self.taints), "server")
         threading.Thread(target=self._fault_injection, daemon=True).start()
 
     def _fault_injection(self) -> None:
@@ -264,7 +254,8 @@ class Server:
             raise error
 
         def loop() -> None:
-            own = json.dumps(node_object(self.node, self.node_ip, "server"))
+            own = json.dumps(kubelet.node_object(self.node, self.node_ip, "server", VERSION,
+                                                  self.labels, self.taints))  # fmt: skip
             published = False
             while True:
                 try:
@@ -284,28 +275,35 @@ class Server:
 
         threading.Thread(target=loop, daemon=True).start()
 
-    def register(self, name: str, ip: str, role: str) -> None:
-        """A joined node appears Ready; an existing Node keeps its spec (cordon survives)."""
+    def register(self, joiner: Joiner, role: str) -> None:
+        """A joined node appears Ready, registered as its kubelet would (stand-in kubelet.py)."""
         from tests.kubeapi.state import ApiStatusError
 
-        obj = node_object(name, ip, role)
-        with contextlib.suppress(ApiStatusError):  # not found: a new node
-            obj["spec"] = self.api.state.get("nodes", "", name).get("spec", {})
-        self.api.upsert("nodes", obj)
+        name, ip, labels, taints = joiner
+        fresh = kubelet.node_object(name, ip, role, VERSION, labels, taints)
+        try:
+            existing = self.api.state.get("nodes", "", name)
+        except ApiStatusError:  # not found: a new node
+            self.api.upsert("nodes", fresh)
+            return
+        self.api.upsert("nodes", kubelet.reregistered(existing, fresh, labels))
 
-    def _joiner(self, headers: Any, user: str) -> tuple[str, str] | None:
+    def _joiner(self, headers: Any, user: str) -> Joiner | None:
         name = headers.get("k3s-Node-Name") or ""
         if headers.get("Authorization") != basic_auth(user, self.token):
             append("rejected.jsonl", {"node": name})
             return None
-        return name, headers.get("k3s-Node-IP") or ""
+        # Stand-in only: what the joiner's kubelet would register with travels in the request.
+        labels = json.loads(headers.get(LABELS_HEADER) or "{}")
+        taints = json.loads(headers.get(TAINTS_HEADER) or "[]")
+        return name, headers.get("k3s-Node-IP") or "", labels, taints
 
     def _server_bootstrap(self, headers: Any) -> tuple[int, str, bytes]:
         joiner = self._joiner(headers, "server")
         if joiner is None:
             return 401, "text/plain", b"token mismatch"
         append("joined.jsonl", {"node": joiner[0], "role": "server"})
-        self.register(*joiner, "server")
+        self.register(joiner, "server")
         return 200, "application/json", b"{}"
 
     def _client_kubelet(self, headers: Any) -> tuple[int, str, bytes]:
@@ -315,7 +313,7 @@ class Server:
         with self.issuing:
             cred = self.certs.node_cert(self.tls, joiner[0])
         append("joined.jsonl", {"node": joiner[0], "role": "agent"})
-        self.register(*joiner, "agent")
+        self.register(joiner, "agent")
         return 200, "text/plain", cred.cert.read_bytes() + cred.key.read_bytes()
 
     def _client_kube_proxy(self, headers: Any) -> tuple[int, str, bytes]:
@@ -350,7 +348,8 @@ def fetch(url: str, ctx: ssl.SSLContext, headers: dict[str, str]) -> bytes:
         return response.read()
 
 
-def join(server_url: str, token: str, node: str, node_ip: str, role: str) -> None:
+def join(server_url: str, token: str, node: str, node_ip: str, role: str,
+         config: dict[str, Any]) -> None:  # fmt: skip
     base = server_url.rstrip("/")
     # No CA hash in the token: like k3s, take the CA from the server unverified, then verify
     # the server against it for everything that carries the token.
@@ -358,7 +357,12 @@ def join(server_url: str, token: str, node: str, node_ip: str, role: str) -> Non
     insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
     ca = fetch(base + "/cacerts", insecure, {}).decode()
     ctx = ssl.create_default_context(cadata=ca)
-    headers = {"k3s-Node-Name": node, "k3s-Node-IP": node_ip}
+    headers = {
+        "k3s-Node-Name": node,
+        "k3s-Node-IP": node_ip,
+        LABELS_HEADER: json.dumps(kubelet.node_labels(config)),
+        TAINTS_HEADER: json.dumps(kubelet.node_taints(config)),
+    }
     if role == "server":
         fetch(base + "/v1-k3s/server-bootstrap", ctx, headers | {
             "Authorization": basic_auth("server", token)})  # fmt: skip
@@ -388,6 +392,11 @@ def run_node(role: str, args: list[str]) -> int:
     if config is None:
         append("refused.jsonl", {"role": role, "config": text, "at_ns": time.time_ns()})
         return 1
+    refused = kubelet.refusal(kubelet.node_labels(config))
+    if refused:
+        print(f'level=fatal msg="kubelet: {refused}"', file=sys.stderr, flush=True)
+        append("refused.jsonl", {"role": role, "config": text, "at_ns": time.time_ns()})
+        return 1
     token = token_of(config)
     node = config.get("node-name") or socket.gethostname()
     node_ip = config.get("node-ip") or ""
@@ -414,7 +423,7 @@ def run_node(role: str, args: list[str]) -> int:
     if joined_to:
         while True:
             try:
-                join(joined_to, token, node, node_ip, role)
+                join(joined_to, token, node, node_ip, role, config)
                 break
             except (urllib.error.URLError, OSError, ValueError) as err:
                 print(f"standin: cannot join {joined_to}, retrying in {JOIN_RETRY_S} s: {err}",

@@ -297,7 +297,8 @@ def node_label_problems(labels, host, variable="edgesite_node_labels", site=None
 
     cmd/kubelet/app/options/options.go ValidateKubeletFlags: every key must be a qualified name,
     every value a label value, and a key in the kubernetes.io / k8s.io namespaces (the domain
-    or a subdomain of it) must be one the kubelet may set on itself (IsKubeletLabel).
+    or a subdomain of it) must be one the kubelet may set on itself (IsKubeletLabel). Role labels
+    (node-role.kubernetes.io) are the exception: EdgeSite sets them through the API.
     """
     where = _prefix(host, site)
     if labels in (None, ""):
@@ -323,13 +324,10 @@ def node_label_problems(labels, host, variable="edgesite_node_labels", site=None
             continue
         namespace = _label_namespace(key)
         if namespace == NODE_ROLE_PREFIX or namespace.endswith("." + NODE_ROLE_PREFIX):
-            problems.append(
-                f"{said}: a node may not give itself a role label, the kubelet refuses to "
-                "start with it (node-role.kubernetes.io is not among the labels it may set on "
-                f"itself). Remove it from {variable}: a role label is set on the Node after "
-                "registration (kubectl label node), as EdgeSite's k3s roles do"
-            )
-        elif is_kubernetes_label(key) and not is_kubelet_label(key):
+            # The kubelet may not set a role label on itself; EdgeSite keeps it out of k3s's
+            # node-label and sets it through the API (module_utils/node_metadata.py).
+            continue
+        if is_kubernetes_label(key) and not is_kubelet_label(key):
             problems.append(
                 f"{said}: the kubelet refuses to start with labels in the kubernetes.io or "
                 "k8s.io namespaces except the ones it may set on itself ("
