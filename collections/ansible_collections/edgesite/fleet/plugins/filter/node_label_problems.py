@@ -14,7 +14,7 @@ description:
     '/', then a name of at most 63), values empty or at most 63 characters of the same set.
   - Keys in the kubernetes.io or k8s.io namespaces are refused unless the kubelet may set them on
     itself (staging/src/k8s.io/kubelet/pkg/apis/well_known_labels.go IsKubeletLabel).
-    node-role.kubernetes.io labels are accepted: EdgeSite keeps them out of the kubelet's
+    node-role.kubernetes.io labels are accepted; EdgeSite keeps them out of the kubelet's
     flags and sets them on the Node through the API (filters kubelet_node_labels and
     node_metadata_patch).
 options:
