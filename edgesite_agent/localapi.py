@@ -156,6 +156,9 @@ class _Handler(socketserver.StreamRequestHandler):
                 # Read what the client sends before answering, so closing does not reset
                 # the connection under the client before it has read our answer.
                 self.rfile.read(min(length, MAX_DISCARD))
+            # Nothing more is read from the client: its 8 KiB read buffer goes now rather than
+            # when the connection ends (a watch holds its connection for up to an hour).
+            self.rfile.close()
             path, query = split_target(target)
             path = path.rstrip("/") or "/"
             api = self.server.api
@@ -233,7 +236,9 @@ class _Handler(socketserver.StreamRequestHandler):
             from edgesite_agent.discovery import version_info
 
             return self.json(200, version_info())
-        if path.startswith("/api") and path.count("/") <= 3:
+        if path in ("/api", "/apis", "/api/v1") or (
+            path.startswith("/apis/") and path.count("/") <= 3
+        ):  # discovery only: /api/v1/pods must not import it
             from edgesite_agent import discovery
 
             addr = self.server.server_address

@@ -28,7 +28,7 @@ import random
 import time
 
 from edgesite_agent.localapi import RESOURCES, ApiFailure, status_obj
-from edgesite_agent.localapi_read import selector, wants_table
+from edgesite_agent.localapi_read import ROWS_BATCH, selector, wants_table
 from edgesite_agent.watchcache import Gone, rv_int
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see events.py
@@ -136,7 +136,7 @@ def serve_watch(h: Any, plural: str, ns: str | None, q: dict[str, str]) -> None:
         h.head(200, "application/json", None)
         if from_list:
             snapshot_rv = cache.current(kind)
-            for _ns, _name, text in api.store.iter_rows(kind, ns):
+            for _ns, _name, text in api.store.iter_rows(kind, ns, None, ROWS_BATCH):
                 if sel.everything or sel.matches(json.loads(text)):
                     stream.event("ADDED", text)
             stream.sent_rv = snapshot_rv
