@@ -202,7 +202,10 @@ def test_bad_inventory_rejected_before_any_host_is_touched(
 
 
 def two_masters_with_worker_witness(inv):
+    # External etcd: the witness is its third member (an embedded-etcd witness would be a
+    # k3s agent, never an etcd voter; preflight refuses that, tests/preflight/test_witness.py).
     two_masters(inv)
+    inv["all"]["vars"]["edgesite_datastore"] = "external"
     inv["all"]["vars"]["edgesite_etcd_witness"] = "w1"
 
 
