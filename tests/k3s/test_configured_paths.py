@@ -201,7 +201,14 @@ def test_upgrade_reads_and_drains_each_worker_through_the_configured_binaries(
 def agent_config(tmp_path: Path, run_playbook, **host_vars) -> dict:
     """The edge agent's agent.json as role edgesite_agent would write it for a worker with these
     inventory variables (the role's defaults and vars rendered; its tasks skipped)."""
-    out = tmp_path / "agent.json"
+    return role_value(
+        tmp_path, run_playbook, "edgesite_agent", "__edgesite_agent_config", **host_vars
+    )
+
+
+def role_value(tmp_path: Path, run_playbook, role: str, variable: str, **host_vars):
+    """A variable of `role` as it renders for worker w1 (defaults loaded, tasks skipped)."""
+    out = tmp_path / f"{role}.json"
     playbook = tmp_path / "render_agent_config.yml"
     playbook.write_text(
         yaml.safe_dump(
@@ -209,12 +216,12 @@ def agent_config(tmp_path: Path, run_playbook, **host_vars) -> dict:
                 {
                     "hosts": "w1",
                     "gather_facts": False,
-                    "roles": [{"role": "edgesite_agent", "when": False}],
+                    "roles": [{"role": role, "when": False}],
                     "tasks": [
                         {
                             "name": "Render",
                             "ansible.builtin.copy": {
-                                "content": "{{ __edgesite_agent_config | to_json }}",
+                                "content": "{{ " + variable + " | to_json }}",
                                 "dest": str(out),
                                 "mode": "0600",
                             },
@@ -259,3 +266,12 @@ def test_edge_agent_kubeconfigs_default_to_k3s_default_data_dir(tmp_path, run_pl
     # The alias k3s also accepts as a config key.
     config = agent_config(tmp_path, run_playbook, k3s_agent_extra_config={"d": "/data/k3s"})
     assert config["kubeconfig"] == "/data/k3s/agent/kubelet.kubeconfig"
+
+
+def test_air_gap_images_land_where_the_agents_k3s_imports_them(tmp_path, run_playbook):
+    # k3s imports images only from <its data-dir>/agent/images.
+    images = role_value(tmp_path, run_playbook, "k3s_artifacts", "k3s_artifacts_images_dir",
+                        k3s_agent_extra_config={"data-dir": "/srv/k3s"})  # fmt: skip
+    assert images == "/srv/k3s/agent/images"
+    default = role_value(tmp_path, run_playbook, "k3s_artifacts", "k3s_artifacts_images_dir")
+    assert default == "/var/lib/rancher/k3s/agent/images"
