@@ -125,6 +125,9 @@ def test_agent_restarted_offline_programs_rules_from_its_store(
         agent = _agent(config, log)
         first = _serves(topo, attempts=400)
         assert set(first) == {"backend-1", "backend-2", "backend-3"}, log.read_text()[-3000:]
+        # Rules can be programmed before every kind is stored; stop only once the agent says
+        # it holds a complete state (its /readyz), as an operator's reboot would not wait for.
+        _wait_ready(log)
         _stop(agent)
 
         # 2. The masters become unreachable and the node reboots: no API, no rules.
@@ -147,3 +150,23 @@ def test_agent_restarted_offline_programs_rules_from_its_store(
             _stop(agent)
         api.stop()
         cleanup_all(runner)
+
+
+def _wait_ready(log: Path, timeout_s: float = 120) -> None:
+    """Until the agent's local API answers /readyz 200 (every kind synced and stored)."""
+    import re
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = re.search(r"local API listening on (\S+)", log.read_text())
+        if found:
+            try:
+                with urllib.request.urlopen(found.group(1) + "/readyz", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+        time.sleep(0.2)
+    raise AssertionError("the agent never became ready: " + log.read_text()[-3000:])
