@@ -112,20 +112,26 @@ class State:
         self.history.append(Event(self.rv, resource, etype, obj))
         self.cond.notify_all()
 
-    def upsert(self, resource: str, obj: Obj) -> Obj:
+    @staticmethod
+    def stamp(resource: str, obj: Obj, key: Key, old: Obj | None) -> Obj:
+        """What the server sets on a stored object: namespace, uid (kept across updates),
+        creationTimestamp, kind and apiVersion. The resourceVersion is the store's to set."""
         res = RESOURCES[resource]
+        meta = obj.setdefault("metadata", {})
+        if res.namespaced:
+            meta["namespace"] = key[1]
+        meta["uid"] = old["metadata"]["uid"] if old else str(uuid.uuid4())
+        meta.setdefault("creationTimestamp", "2025-01-01T00:00:00Z")
+        obj["kind"], obj["apiVersion"] = res.kind, res.api_version
+        return meta
+
+    def upsert(self, resource: str, obj: Obj) -> Obj:
         obj = copy.deepcopy(obj)
         with self.cond:
             key = self._key(resource, obj)
             old = self.objects.get(key)
             self.rv += 1
-            meta = obj.setdefault("metadata", {})
-            if res.namespaced:
-                meta["namespace"] = key[1]
-            meta["resourceVersion"] = str(self.rv)
-            meta["uid"] = old["metadata"]["uid"] if old else str(uuid.uuid4())
-            meta.setdefault("creationTimestamp", "2025-01-01T00:00:00Z")
-            obj["kind"], obj["apiVersion"] = res.kind, res.api_version
+            self.stamp(resource, obj, key, old)["resourceVersion"] = str(self.rv)
             self.objects[key] = obj
             self._record(resource, "MODIFIED" if old else "ADDED", obj)
             return obj

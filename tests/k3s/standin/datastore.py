@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 import urllib.request
-import uuid
 from typing import Any
 
 from tests.kubeapi.state import RESOURCES, ApiStatusError, Event, Key, Obj, State
@@ -127,18 +126,12 @@ class EtcdState(State):
 
     # --- writes -------------------------------------------------------------------------
     def upsert(self, resource: str, obj: Obj) -> Obj:
-        res = RESOURCES[resource]
         obj = copy.deepcopy(obj)
         with self.cond:
             key = self._key(resource, obj)
             old = self.objects.get(key)
-        meta = obj.setdefault("metadata", {})
-        if res.namespaced:
-            meta["namespace"] = key[1]
-        meta.pop("resourceVersion", None)
-        meta["uid"] = old["metadata"]["uid"] if old else str(uuid.uuid4())
-        meta.setdefault("creationTimestamp", "2025-01-01T00:00:00Z")
-        obj["kind"], obj["apiVersion"] = res.kind, res.api_version
+        meta = self.stamp(resource, obj, key, old)
+        meta.pop("resourceVersion", None)  # etcd's revision becomes it, set by the watch
         done = self._call("/v3/kv/put", {"key": _b64(storage_key(*key)),
                                          "value": _b64(json.dumps(obj))})  # fmt: skip
         revision = int(done["header"]["revision"])
