@@ -9,7 +9,6 @@ applies them.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,9 +21,7 @@ from ansible_collections.edgesite.fleet.plugins.module_utils.node_metadata impor
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.kubeapi import KubeAPIServer, Options, certs
-
-KUBECTL = Path(sys.executable).parent / "kubectl"
+from tests.kubeapi.kubectl import serve
 
 
 def node(labels=None, taints=None, annotations=None, rv="7"):
@@ -93,19 +90,7 @@ def test_emptying_the_inventory_removes_only_what_edgesite_set():
 
 @pytest.fixture
 def api_and_kubectl(tmp_path):
-    api = KubeAPIServer(tmp_path / "tls", "127.0.0.1", 0, Options())
-    api.start()
-    ca, _ = certs.ensure_ca(tmp_path / "tls")
-    kubeconfig = certs.write_kubeconfig(
-        tmp_path / "kubeconfig", api.url, ca, certs.admin_cert(tmp_path / "tls")
-    )
-
-    def kubectl(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(KUBECTL), "--kubeconfig", str(kubeconfig), *args],
-            capture_output=True, text=True, timeout=120, env={"HOME": str(tmp_path)},
-        )  # fmt: skip
-
+    api, kubectl = serve(tmp_path)
     yield api, kubectl
     api.stop()
 

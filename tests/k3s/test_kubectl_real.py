@@ -16,32 +16,19 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.kubeapi import KubeAPIServer, Options, certs
+from tests.kubeapi.kubectl import KUBECTL, serve
 
-KUBECTL = Path(sys.executable).parent / "kubectl"
 READY = 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'
 
 
 @pytest.fixture
 def cluster(tmp_path):
-    api = KubeAPIServer(tmp_path / "tls", "127.0.0.1", 0, Options())
-    api.start()
-    ca, _ = certs.ensure_ca(tmp_path / "tls")
-    kubeconfig = certs.write_kubeconfig(
-        tmp_path / "kubeconfig", api.url, ca, certs.admin_cert(tmp_path / "tls")
-    )
+    api, kubectl = serve(tmp_path)
     api.upsert("namespaces", {"metadata": {"name": "default"}})
     api.upsert("nodes", {
         "metadata": {"name": "w1", "labels": {"kubernetes.io/hostname": "w1"}}, "spec": {},
         "status": {"conditions": [{"type": "Ready", "status": "True"}]},
     })  # fmt: skip
-
-    def kubectl(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(KUBECTL), "--kubeconfig", str(kubeconfig), *args],
-            capture_output=True, text=True, timeout=120, env={"HOME": str(tmp_path)},
-        )  # fmt: skip
-
     yield api, kubectl
     api.stop()
 
